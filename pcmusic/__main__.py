@@ -1,0 +1,5 @@
+import sys
+
+from pcmusic.cli import main
+
+sys.exit(main())
