@@ -1,0 +1,187 @@
+"""Sensory roughness of sets of partials (Sethares 1993) and the minima of dyad curves.
+
+W. A. Sethares, "Local consonance and the relationship between timbre and scale",
+JASA 94(3), 1993, and "Tuning, Timbre, Spectrum, Scale" (Springer), appendix E: a
+parametrisation of the Plomp-Levelt curve. For two partials (f_i, a_i), (f_j, a_j):
+
+    s = 0.24 / (0.0207 * min(f_i, f_j) + 18.96)
+    x = s * |f_j - f_i|
+    d = min(a_i, a_j) * (5 exp(-3.51 x) - 5 exp(-5.75 x))
+
+and the roughness of a sound is the sum of d over all pairs of its partials, within
+and across tones. `min(a_i, a_j)` (rather than the older product) is Sethares' later
+choice: the beating is as loud as the softer partial.
+
+Amplitude convention of `harmonic_partials`: a_n = amplitude_decay ** (n - 1), with
+amplitude_decay = 0.88 by default, i.e. a fundamental of amplitude 1 and a constant
+ratio between neighbouring partials. This is the spectrum of Sethares' own worked
+examples (amp = 0.88 .^ [0:5] with 500 Hz harmonics), so our curves can be compared
+with his figures; a 1/n law falls faster in the low partials and gives the same
+cusp minima for the dyads studied here.
+
+Minima of the dyad curve are cusps (the |f_j - f_i| of two coinciding partials), so
+a fixed-step gradient descent jumps back and forth across them. `find_minima` runs
+Adam on log(ratio) with a cosine-decayed step, whose update size does not depend on
+the (large, sign-flipping) slope at the cusp and shrinks to zero.
+"""
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from pcmusic.errors import PcmusicError
+
+# Sethares' constants (TTSS appendix E): curve peak position, critical-band fit, decay rates.
+_D_STAR = 0.24
+_S1 = 0.0207
+_S2 = 18.96
+_B1 = 3.51
+_B2 = 5.75
+_C = 5.0
+
+
+def pair_dissonance(f1_hz, a1, f2_hz, a2) -> jax.Array:
+    """Roughness of one pair of sinusoids (Sethares 1993), broadcast elementwise.
+
+    f1_hz, f2_hz: float32 frequencies in Hz (>= 0); a1, a2: linear amplitudes (>= 0).
+    All four broadcast against each other; returns float32 of the broadcast shape,
+    >= 0, exactly 0 for equal frequencies or a zero amplitude, peaking near x = 0.24.
+    Differentiable in all four arguments (except at f1 == f2, the cusp).
+    """
+    f1_hz, f2_hz = jnp.asarray(f1_hz, jnp.float32), jnp.asarray(f2_hz, jnp.float32)
+    a1, a2 = jnp.asarray(a1, jnp.float32), jnp.asarray(a2, jnp.float32)
+    s = _D_STAR / (_S1 * jnp.minimum(f1_hz, f2_hz) + _S2)
+    x = s * jnp.abs(f2_hz - f1_hz)
+    return jnp.minimum(a1, a2) * _C * (jnp.exp(-_B1 * x) - jnp.exp(-_B2 * x))
+
+
+def roughness(freqs_hz, amplitudes) -> jax.Array:
+    """Total roughness of a set of partials: sum over all unordered pairs.
+
+    freqs_hz: float32 `[..., n_partials]` in Hz; amplitudes: float32 `[..., n_partials]`,
+    linear. Put the partials of all simultaneous tones on the last axis (e.g. the
+    concatenation of two tones' partials for a dyad). Returns float32 `[...]`.
+    Zero-amplitude partials add nothing, so silent or padded partials are harmless.
+    Differentiable in both inputs: usable as an energy term (prior) on oscillator
+    controls. Costs O(n_partials^2) per batch element.
+    """
+    freqs_hz = jnp.asarray(freqs_hz, jnp.float32)
+    amplitudes = jnp.asarray(amplitudes, jnp.float32)
+    if freqs_hz.shape != amplitudes.shape:
+        raise PcmusicError(f"roughness: freqs_hz has shape {freqs_hz.shape} but amplitudes "
+                           f"{amplitudes.shape}; give one amplitude per partial (same shape)")
+    d = pair_dissonance(freqs_hz[..., :, None], amplitudes[..., :, None],
+                        freqs_hz[..., None, :], amplitudes[..., None, :])
+    # each unordered pair once; the diagonal (a partial with itself) is excluded
+    return jnp.sum(jnp.triu(d, k=1), axis=(-2, -1))
+
+
+def harmonic_partials(f0_hz, n_partials: int, *, pseudo_octave=2.0,
+                      amplitude_decay=0.88) -> tuple[jax.Array, jax.Array]:
+    """Partials of a (possibly stretched) harmonic tone.
+
+    f_n = f0 * n ** log2(pseudo_octave), n = 1..n_partials (pseudo_octave = 2: the
+    harmonic series; 2.1: Sethares' stretched timbre whose "octave" is 2.1);
+    a_n = amplitude_decay ** (n - 1) (see the module docstring for why).
+    f0_hz: float32 `[...]` in Hz. Returns (freqs_hz, amplitudes), float32 `[..., n_partials]`.
+    """
+    f0_hz = jnp.asarray(f0_hz, jnp.float32)
+    n = jnp.arange(1, n_partials + 1, dtype=jnp.float32)
+    stretch = jnp.log2(jnp.asarray(pseudo_octave, jnp.float32))
+    multipliers = jnp.reshape(n ** stretch, (1,) * f0_hz.ndim + (n_partials,))
+    freqs_hz = f0_hz[..., None] * multipliers
+    amplitudes = jnp.asarray(amplitude_decay, jnp.float32) ** (n - 1.0)
+    return freqs_hz, jnp.broadcast_to(amplitudes, freqs_hz.shape)
+
+
+def dyad_roughness(ratio, *, f0_hz, n_partials: int, pseudo_octave=2.0,
+                   amplitude_decay=0.88) -> jax.Array:
+    """Roughness of two tones of the same timbre, the upper at `ratio` times the lower.
+
+    ratio: float32 `[...]` (> 0, dimensionless); f0_hz: the lower fundamental in Hz,
+    broadcast against ratio. Returns float32 `[...]`; differentiable in ratio.
+    """
+    ratio = jnp.asarray(ratio, jnp.float32)
+    f0_hz = jnp.asarray(f0_hz, jnp.float32)
+    shape = jnp.broadcast_shapes(ratio.shape, f0_hz.shape)
+    f_low, amps = harmonic_partials(jnp.broadcast_to(f0_hz, shape), n_partials,
+                                    pseudo_octave=pseudo_octave, amplitude_decay=amplitude_decay)
+    f_high = f_low * jnp.broadcast_to(ratio, shape)[..., None]
+    return roughness(jnp.concatenate([f_low, f_high], axis=-1),
+                     jnp.concatenate([amps, amps], axis=-1))
+
+
+@functools.partial(jax.jit, static_argnames=("n_partials", "n_steps"))
+def find_minima(start_ratios, *, f0_hz, n_partials: int, pseudo_octave=2.0,
+                amplitude_decay=0.88, n_steps: int = 3000, learning_rate=3e-3) -> jax.Array:
+    """Local minima of the dyad roughness curve by Adam on log(ratio), one run per start.
+
+    start_ratios: float32 `[n_starts]`; each start descends independently (vmapped),
+    `n_steps` Adam steps with the learning rate cosine-decayed from `learning_rate`
+    to 0 (RESEARCH.md sec. 5: from starts within 1.5% of a just ratio this lands on it
+    to about 4 decimals). Returns the final ratios, float32 `[n_starts]`.
+    The timbre keywords are those of `dyad_roughness`.
+    """
+    def energy(log_ratio):
+        return dyad_roughness(jnp.exp(log_ratio), f0_hz=f0_hz, n_partials=n_partials,
+                              pseudo_octave=pseudo_octave, amplitude_decay=amplitude_decay)
+
+    optimizer = optax.adam(optax.cosine_decay_schedule(learning_rate, n_steps))
+
+    def descend(start):
+        log_ratio = jnp.log(start)
+
+        def step(carry, _):
+            params, opt_state = carry
+            # optax's bias correction raises a Python float to an int32 step count,
+            # which the strict promotion mode of the tests rejects; the math is float32.
+            with jax.numpy_dtype_promotion("standard"):
+                updates, opt_state = optimizer.update(jax.grad(energy)(params), opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), None
+
+        (log_ratio, _), _ = jax.lax.scan(step, (log_ratio, optimizer.init(log_ratio)), None,
+                                         length=n_steps)
+        return jnp.exp(log_ratio)
+
+    return jax.vmap(descend)(jnp.asarray(start_ratios, jnp.float32))
+
+
+class RoughnessCurve(NamedTuple):
+    """A dyad roughness curve sampled on a grid, with its interior local minima."""
+    ratios: np.ndarray        # float32 [n_points], ascending
+    roughness: np.ndarray     # float32 [n_points]
+    minima: np.ndarray        # float32 [n_minima], ascending ratios of local minima
+
+
+def scan_minima(*, f0_hz, n_partials: int, pseudo_octave=2.0, amplitude_decay=0.88,
+                ratio_min=1.0, ratio_max=2.3, n_points: int = 13001,
+                min_separation=1e-3) -> RoughnessCurve:
+    """Local minima of the dyad curve from a dense grid: an independent cross-check
+    of `find_minima` that uses no gradients.
+
+    A grid point is a minimum when it is lower than its left and not higher than its
+    right neighbour (endpoints excluded). Near a smooth (non-cusp) minimum float32
+    rounding can split one dip into several grid minima; minima closer than
+    `min_separation` (in ratio) are merged, keeping the lowest. Runs on the host.
+    """
+    if not (0 < ratio_min < ratio_max) or n_points < 3:
+        raise PcmusicError(f"scan_minima: need 0 < ratio_min < ratio_max and n_points >= 3, "
+                           f"got ratio_min={ratio_min}, ratio_max={ratio_max}, n_points={n_points}")
+    ratios = np.linspace(ratio_min, ratio_max, n_points, dtype=np.float32)
+    values = np.asarray(dyad_roughness(ratios, f0_hz=f0_hz, n_partials=n_partials,
+                                       pseudo_octave=pseudo_octave,
+                                       amplitude_decay=amplitude_decay))
+    inner = np.flatnonzero((values[1:-1] < values[:-2]) & (values[1:-1] <= values[2:])) + 1
+    kept: list[int] = []
+    for i in inner:
+        if kept and ratios[i] - ratios[kept[-1]] < min_separation:
+            if values[i] < values[kept[-1]]:
+                kept[-1] = i
+        else:
+            kept.append(int(i))
+    return RoughnessCurve(ratios, values, ratios[np.asarray(kept, dtype=np.int64)])
