@@ -2,11 +2,17 @@
 
 Public names are re-exported here explicitly; everything else is private.
 """
+from pcmusic.creative.modes import (archive_growth, change, complexity, ecology, knn_novelty,
+                                    mc_pass_rate, novelty, persistent_types, type_counts)
 from pcmusic.creative.roughness import (RoughnessCurve, dyad_roughness, find_minima,
                                         harmonic_partials, pair_dissonance, roughness,
                                         scan_minima)
 
 __all__ = [
+    # roughness (Sethares 1993)
     "RoughnessCurve", "dyad_roughness", "find_minima", "harmonic_partials", "pair_dissonance",
     "roughness", "scan_minima",
+    # MODES (Dolson et al. 2019)
+    "archive_growth", "change", "complexity", "ecology", "knn_novelty", "mc_pass_rate",
+    "novelty", "persistent_types", "type_counts",
 ]
