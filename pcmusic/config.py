@@ -214,6 +214,9 @@ def _build(schema: type, data: Mapping[str, Any], prefix: str, where: _Where) ->
     except FieldError as err:
         key = prefix + err.field
         raise ConfigError(f"{key} in {where(key)}: {err.message}") from None
+    except (ConfigError, ValueError) as err:  # a schema validating without `require`
+        section = prefix.rstrip(".")
+        raise ConfigError(f"{section or 'config'} in {where(section)}: {err}") from None
 
 
 def config_from_dict(schema: type, d: Mapping[str, Any], *, source: str = "a dict") -> Any:

@@ -136,3 +136,20 @@ def test_missing_required_key():
         n_steps: int
 
     check_error(lambda: config_from_dict(Needs, {}, source="x.toml"), "missing key 'n_steps'", "x.toml")
+
+
+def test_plain_errors_from_a_schema_get_the_section_and_source(tmp_path):
+    @dataclasses.dataclass(frozen=True)
+    class Strict:
+        n_voices: int = 1
+
+        def __post_init__(self):
+            if self.n_voices > 4:
+                raise ValueError(f"n_voices = {self.n_voices} is more than 4 voices")
+
+    @dataclasses.dataclass(frozen=True)
+    class Top:
+        synth: Strict = dataclasses.field(default_factory=Strict)
+
+    check_error(lambda: load_config(write(tmp_path, "[synth]\nn_voices = 9\n"), schema=Top),
+                "synth in file", "n_voices = 9 is more than 4")
