@@ -1,0 +1,351 @@
+"""Checkpoints that describe themselves: an orbax `CheckpointManager` wrapper.
+
+Layout: `DIR/<step>/state` (the pytree, orbax StandardSave: params, optimiser
+state, PRNG keys, ...) and `DIR/<step>/meta` (JSON: format version, pcmusic
+version, step, config, metrics, data position, and per-leaf shape, dtype and a
+BLAKE2 checksum). Orbax writes each step into `<step>.orbax-checkpoint-tmp-*`
+and renames it when complete, so a process killed at any moment leaves either
+the whole step or a tmp directory that listing ignores. The checksums catch
+what orbax does not: a flipped byte in an array file otherwise restores as
+silently wrong numbers.
+
+Restoring against an abstract target (`jax.eval_shape`, optionally with
+shardings) places the arrays on the current devices, whatever device count
+wrote them; without a target everything lands on the first local device.
+"""
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from pcmusic.config import config_diff, config_to_dict, flatten_config
+from pcmusic.errors import CheckpointError
+
+FORMAT_VERSION = 1
+_TMP_MARK = ".orbax-checkpoint-tmp"
+
+
+def _ocp():
+    import orbax.checkpoint as ocp  # heavy: imported only when checkpoints are used
+    return ocp
+
+
+# ---------------------------------------------------------------- leaves
+
+def _path_str(path) -> str:
+    """'0/mu/w' for both a namedtuple and the dict orbax restores it as."""
+    parts = []
+    for p in path:
+        for attr in ("key", "name", "idx"):
+            if hasattr(p, attr):
+                parts.append(str(getattr(p, attr)))
+                break
+        else:
+            parts.append(str(p))
+    return "/".join(parts)
+
+
+def _is_key(x) -> bool:
+    return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _digest(x) -> str | None:
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        return None  # multi-host shards: no single process sees the whole array
+    a = np.ascontiguousarray(np.asarray(x))
+    h = hashlib.blake2b(f"{a.dtype.str}{a.shape}".encode(), digest_size=16)
+    h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _spec(x) -> dict[str, Any]:
+    """Shape and dtype as stored (typed keys as their uint32 key data)."""
+    if _is_key(x):
+        data = jax.eval_shape(jax.random.key_data, x)
+        return {"shape": list(data.shape), "dtype": str(data.dtype),
+                "prng_impl": str(jax.random.key_impl(x)) if isinstance(x, jax.Array) else None}
+    if not hasattr(x, "dtype"):
+        return {"shape": [], "dtype": str(np.asarray(x).dtype), "python_scalar": True}
+    return {"shape": list(x.shape), "dtype": str(np.dtype(x.dtype))}
+
+
+def _storable(state):
+    """Typed PRNG keys become raw key data, recorded so that restore can re-wrap them."""
+    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, state)
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.ndarray, np.generic, jax.Array)):
+        return np.asarray(x).tolist()
+    return x
+
+
+# ---------------------------------------------------------------- listing
+
+def _manager(directory: Path, *, keep: int | None = None, read_only: bool, async_save: bool = False):
+    ocp = _ocp()
+    # Readers neither create nor clean anything (orbax's own read_only mode would do
+    # the same but logs a warning on every restore).
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=keep, create=not read_only, enable_async_checkpointing=async_save)
+    handlers = {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
+    return ocp.CheckpointManager(directory.absolute(), options=options, item_handlers=handlers)
+
+
+def list_steps(directory: str | Path) -> list[int]:
+    """Steps of the complete checkpoints in `directory`, ascending ([] if none)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    return sorted(_manager(directory, read_only=True).all_steps())
+
+
+def latest_step(directory: str | Path) -> int | None:
+    steps = list_steps(directory)
+    return steps[-1] if steps else None
+
+
+def _require_steps(directory: Path) -> list[int]:
+    if not directory.exists():
+        raise CheckpointError(f"checkpoint directory {directory} does not exist: train first "
+                              "(pcmusic train --workdir DIR) or point to a workdir that has one")
+    if not directory.is_dir():
+        raise CheckpointError(f"checkpoint path {directory} is a file, not a directory")
+    steps = list_steps(directory)
+    if not steps:
+        partial = sorted(p.name for p in directory.iterdir() if _TMP_MARK in p.name)
+        if partial:
+            raise CheckpointError(f"{directory} holds only incomplete checkpoints ({', '.join(partial)}): "
+                                  "a save was interrupted before finishing; train again to write one")
+        raise CheckpointError(f"{directory} holds no checkpoint: train first, or check the path")
+    return steps
+
+
+# ---------------------------------------------------------------- save
+
+class Checkpointer:
+    """Holds one `CheckpointManager` for a training loop.
+
+    `save` may return while the files are still written in the background
+    (`async_save=True`); reads and `close` wait for it first.
+    """
+
+    def __init__(self, directory: str | Path, *, keep: int = 3, async_save: bool = True):
+        self.directory = Path(directory)
+        # What a killed save left behind is never a checkpoint; clear it before
+        # writing (orbax's cleanup_tmp_directories runs in the background, unawaited).
+        if self.directory.is_dir():
+            for path in self.directory.iterdir():
+                if _TMP_MARK in path.name and path.name.split(".")[0].isdigit() and path.is_dir():
+                    shutil.rmtree(path)
+        self._manager = _manager(self.directory, keep=keep, read_only=False, async_save=async_save)
+
+    def save(self, step: int, *, state: Any, config: Any, metrics: dict | None = None,
+             data_position: dict | None = None) -> None:
+        """Save pytree `state` (jax/numpy arrays, typed or raw PRNG keys, Python
+        scalars) with its config (a config dataclass or dict) at integer `step`."""
+        self._manager.wait_until_finished()  # so latest_step sees the previous save
+        step = int(step)
+        latest = self._manager.latest_step()
+        if latest is not None and step <= latest:
+            what = "already exists" if step in self._manager.all_steps() else \
+                f"is older than the latest checkpoint ({latest})"
+            raise CheckpointError(f"step {step} {what} in {self.directory}; nothing was overwritten: "
+                                  "resume from the latest step or use a fresh directory")
+        leaves = {}
+        for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
+            stored = jax.random.key_data(leaf) if _is_key(leaf) else leaf
+            leaves[_path_str(path)] = {**_spec(leaf), "checksum": _digest(stored)}
+        from pcmusic import __version__
+        meta = {"format": FORMAT_VERSION, "pcmusic_version": __version__, "step": step,
+                "config": config if isinstance(config, dict) else config_to_dict(config),
+                "metrics": _jsonable(metrics or {}), "data_position": _jsonable(data_position or {}),
+                "leaves": leaves}
+        ocp = _ocp()
+        args = ocp.args.Composite(state=ocp.args.StandardSave(_storable(state)),
+                                  meta=ocp.args.JsonSave(meta))
+        if not self._manager.save(step, args=args, force=True):
+            raise CheckpointError(f"orbax declined to save step {step} in {self.directory}")
+
+    def latest_step(self) -> int | None:
+        self._manager.wait_until_finished()
+        return self._manager.latest_step()
+
+    def restore(self, **kwargs) -> tuple[Any, dict]:
+        """`restore(self.directory, **kwargs)` after pending saves finish."""
+        self._manager.wait_until_finished()
+        return restore(self.directory, **kwargs)
+
+    def wait_until_finished(self) -> None:
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        self._manager.wait_until_finished()
+        self._manager.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def save(directory: str | Path, step: int, *, state: Any, config: Any, metrics: dict | None = None,
+         data_position: dict | None = None, keep: int = 3) -> None:
+    """Save one checkpoint synchronously, keeping the `keep` latest steps.
+    Raises CheckpointError if `step` is not newer than every step already there."""
+    with Checkpointer(directory, keep=keep, async_save=False) as ckpt:
+        ckpt.save(step, state=state, config=config, metrics=metrics, data_position=data_position)
+
+
+# ---------------------------------------------------------------- restore
+
+def _abstract(target, leaves: dict, default_sharding):
+    """The target as orbax wants it: arrays as ShapeDtypeStruct with a sharding
+    on the current devices, typed keys as their key data. A 64-bit leaf (numpy
+    array, Python scalar) whose target is its 32-bit jax form (what
+    `jax.eval_shape` makes of it) is read as saved, to verify its checksum, and
+    converted afterwards; `convert` maps its path to the target leaf."""
+    convert = {}
+
+    def leaf(path, x):
+        if isinstance(x, np.ndarray) or not hasattr(x, "dtype"):
+            return x  # numpy arrays and Python scalars restore as themselves
+        sharding = getattr(x, "sharding", None)
+        if _is_key(x):
+            x = jax.eval_shape(jax.random.key_data, x)
+            if not isinstance(sharding, (jax.sharding.NamedSharding, jax.sharding.SingleDeviceSharding)):
+                sharding = None
+        abstract = jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding or default_sharding)
+        record = leaves[_path_str(path)]
+        if record["dtype"] != str(np.dtype(x.dtype)):
+            convert[_path_str(path)] = abstract
+            placeholder = np.zeros(record["shape"], record["dtype"])
+            return placeholder.item() if record.get("python_scalar") else placeholder
+        return abstract
+    return jax.tree_util.tree_map_with_path(leaf, target), convert
+
+
+def _from_metadata(tree, default_sharding):
+    """An abstract target from orbax's stored metadata (restore without a target)."""
+    def leaf(m):
+        dtype = np.dtype(m.dtype)
+        if type(m).__name__ == "ScalarMetadata":
+            return dtype.type(0).item()
+        if m.sharding is None:
+            return np.zeros(m.shape, dtype)
+        return jax.ShapeDtypeStruct(tuple(m.shape), dtype, sharding=default_sharding)
+    return jax.tree.map(leaf, tree, is_leaf=lambda m: hasattr(m, "dtype"))
+
+
+def _canonical(dtype: str) -> str:
+    """The dtype jax gives a value of `dtype` (int64 -> int32 unless x64 is on)."""
+    return str(np.dtype(jax.dtypes.canonicalize_dtype(np.dtype(dtype))))
+
+
+def _check_structure(target, leaves: dict, where: str) -> None:
+    wanted = {_path_str(p): _spec(x) for p, x in jax.tree_util.tree_flatten_with_path(target)[0]}
+    missing = sorted(wanted.keys() - leaves.keys())
+    extra = sorted(leaves.keys() - wanted.keys())
+    changed = [f"{k}: checkpoint {leaves[k]['dtype']}{leaves[k]['shape']}, "
+               f"target {wanted[k]['dtype']}{wanted[k]['shape']}"
+               for k in sorted(wanted.keys() & leaves.keys())
+               if wanted[k]["shape"] != leaves[k]["shape"]
+               or wanted[k]["dtype"] not in (leaves[k]["dtype"], _canonical(leaves[k]["dtype"]))]
+    if missing or extra or changed:
+        lines = ([f"not in the checkpoint: {', '.join(missing[:8])}"] if missing else []) + \
+                ([f"only in the checkpoint: {', '.join(extra[:8])}"] if extra else []) + changed[:8]
+        raise CheckpointError(f"{where} does not match the target structure ("
+                              + "; ".join(lines) + "): build the target from the config the "
+                              "checkpoint was saved with (see its meta/config)")
+
+
+def _corrupt(where: str, detail: str, step: int, steps: list[int]) -> CheckpointError:
+    older = [s for s in steps if s < step]
+    fix = (f"restore an earlier step (step={older[-1]}; available: {steps})" if older
+           else "no earlier step is available; retrain")
+    return CheckpointError(f"checkpoint {where} is corrupt or truncated ({detail}); "
+                           f"nothing was changed on disk; {fix}")
+
+
+def restore(directory: str | Path, *, target: Any = None, step: int | None = None,
+            expected_config: Any = None) -> tuple[Any, dict]:
+    """Restore `(state, meta)` from the latest (or the given) step.
+
+    target: abstract pytree (e.g. `jax.eval_shape(init, ...)`, leaves with or
+      without shardings) matching the saved state; arrays are placed on its
+      shardings or on the first local device. Without a target, containers come
+      back as orbax stores them (tuples as lists, namedtuples as dicts).
+    expected_config: a config (or dict) the checkpoint must have been saved with.
+    meta: {"step", "config" (dict), "metrics", "data_position", "pcmusic_version"}.
+    """
+    ocp = _ocp()
+    directory = Path(directory)
+    steps = _require_steps(directory)
+    step = steps[-1] if step is None else int(step)
+    if step not in steps:
+        raise CheckpointError(f"no checkpoint for step {step} in {directory}; available steps: {steps}")
+    where = str(directory / str(step))
+    manager = _manager(directory, read_only=True)
+    try:
+        meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        leaves = meta["leaves"]
+    except Exception as err:  # orbax, json and tensorstore raise many kinds
+        raise _corrupt(where, f"meta unreadable: {type(err).__name__}: {err}", step, steps) from None
+    if meta.get("format", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"{where} was written by pcmusic {meta.get('pcmusic_version')} "
+                              f"(format {meta['format']}); upgrade pcmusic to read it")
+    if expected_config is not None:
+        diff = config_diff(meta["config"], expected_config)
+        if diff:
+            saved, wanted = flatten_config(meta["config"]), flatten_config(
+                expected_config if isinstance(expected_config, dict) else config_to_dict(expected_config))
+            shown = "; ".join(f"{k}: checkpoint {saved.get(k, '<absent>')!r}, "
+                              f"expected {wanted.get(k, '<absent>')!r}" for k in diff[:12])
+            raise CheckpointError(f"checkpoint {where} was saved with another config ({shown}): "
+                                  "use the config it was trained with, or a fresh workdir")
+    default_sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    if target is not None:
+        _check_structure(target, leaves, where)
+        abstract, convert = _abstract(target, leaves, default_sharding)
+    else:
+        try:
+            tree = manager.item_metadata(step)["state"].tree
+        except Exception as err:
+            raise _corrupt(where, f"state metadata unreadable: {type(err).__name__}: {err}",
+                           step, steps) from None
+        abstract, convert = _from_metadata(tree, default_sharding), {}
+    try:
+        state = manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract)))["state"]
+    except Exception as err:
+        raise _corrupt(where, f"{type(err).__name__}: {str(err)[:300]}", step, steps) from None
+
+    bad = []
+
+    def finish(path, x):
+        record = leaves.get(_path_str(path), {})
+        if record.get("checksum") is not None and _digest(x) != record["checksum"]:
+            bad.append(_path_str(path))
+        impl = record.get("prng_impl")
+        if impl:
+            return jax.random.wrap_key_data(x, impl=impl)
+        if _path_str(path) in convert:
+            want = convert[_path_str(path)]
+            return jax.device_put(np.asarray(x, want.dtype), want.sharding)
+        return x
+
+    state = jax.tree_util.tree_map_with_path(finish, state)
+    if bad:
+        raise _corrupt(where, f"checksum mismatch in {', '.join(bad[:8])}", step, steps)
+    info = {k: meta.get(k) for k in ("step", "config", "metrics", "data_position", "pcmusic_version")}
+    return state, info
