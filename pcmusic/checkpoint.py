@@ -39,15 +39,7 @@ def _ocp():
 
 def _path_str(path) -> str:
     """'0/mu/w' for both a namedtuple and the dict orbax restores it as."""
-    parts = []
-    for p in path:
-        for attr in ("key", "name", "idx"):
-            if hasattr(p, attr):
-                parts.append(str(getattr(p, attr)))
-                break
-        else:
-            parts.append(str(p))
-    return "/".join(parts)
+    return jax.tree_util.keystr(path, simple=True, separator="/")
 
 
 def _is_key(x) -> bool:
@@ -106,7 +98,11 @@ def list_steps(directory: str | Path) -> list[int]:
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    return sorted(_manager(directory, read_only=True).all_steps())
+    manager = _manager(directory, read_only=True)
+    try:
+        return sorted(manager.all_steps())
+    finally:
+        manager.close()
 
 
 def latest_step(directory: str | Path) -> int | None:
@@ -277,25 +273,43 @@ def _corrupt(where: str, detail: str, step: int, steps: list[int]) -> Checkpoint
                            f"nothing was changed on disk; {fix}")
 
 
+def _check_config(saved: dict, expected: Any, where: str) -> None:
+    diff = config_diff(saved, expected)
+    if diff:
+        ours, theirs = flatten_config(saved), flatten_config(expected)
+        shown = "; ".join(f"{k}: checkpoint {ours.get(k, '<absent>')!r}, "
+                          f"expected {theirs.get(k, '<absent>')!r}" for k in diff[:12])
+        raise CheckpointError(f"checkpoint {where} was saved with another config ({shown}): "
+                              "use the config it was trained with, or a fresh workdir")
+
+
 def restore(directory: str | Path, *, target: Any = None, step: int | None = None,
             expected_config: Any = None) -> tuple[Any, dict]:
     """Restore `(state, meta)` from the latest (or the given) step.
 
     target: abstract pytree (e.g. `jax.eval_shape(init, ...)`, leaves with or
       without shardings) matching the saved state; arrays are placed on its
-      shardings or on the first local device. Without a target, containers come
-      back as orbax stores them (tuples as lists, namedtuples as dicts).
+      shardings or on the first local device, PRNG keys come back typed where
+      the target's are. Without a target, containers come back as orbax stores
+      them (tuples as lists, namedtuples as dicts) and keys as they were saved.
     expected_config: a config (or dict) the checkpoint must have been saved with.
     meta: {"step", "config" (dict), "metrics", "data_position", "pcmusic_version"}.
+    Nothing on disk is changed, whatever happens.
     """
-    ocp = _ocp()
     directory = Path(directory)
     steps = _require_steps(directory)
     step = steps[-1] if step is None else int(step)
     if step not in steps:
         raise CheckpointError(f"no checkpoint for step {step} in {directory}; available steps: {steps}")
-    where = str(directory / str(step))
     manager = _manager(directory, read_only=True)
+    try:
+        return _read(manager, step, steps, str(directory / str(step)), target, expected_config)
+    finally:
+        manager.close()
+
+
+def _read(manager, step, steps, where, target, expected_config):
+    ocp = _ocp()
     try:
         meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
         leaves = meta["leaves"]
@@ -305,18 +319,12 @@ def restore(directory: str | Path, *, target: Any = None, step: int | None = Non
         raise CheckpointError(f"{where} was written by pcmusic {meta.get('pcmusic_version')} "
                               f"(format {meta['format']}); upgrade pcmusic to read it")
     if expected_config is not None:
-        diff = config_diff(meta["config"], expected_config)
-        if diff:
-            saved, wanted = flatten_config(meta["config"]), flatten_config(
-                expected_config if isinstance(expected_config, dict) else config_to_dict(expected_config))
-            shown = "; ".join(f"{k}: checkpoint {saved.get(k, '<absent>')!r}, "
-                              f"expected {wanted.get(k, '<absent>')!r}" for k in diff[:12])
-            raise CheckpointError(f"checkpoint {where} was saved with another config ({shown}): "
-                                  "use the config it was trained with, or a fresh workdir")
+        _check_config(meta["config"], expected_config, where)
     default_sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     if target is not None:
         _check_structure(target, leaves, where)
         abstract, convert = _abstract(target, leaves, default_sharding)
+        typed = {_path_str(p) for p, x in jax.tree_util.tree_flatten_with_path(target)[0] if _is_key(x)}
     else:
         try:
             tree = manager.item_metadata(step)["state"].tree
@@ -324,6 +332,7 @@ def restore(directory: str | Path, *, target: Any = None, step: int | None = Non
             raise _corrupt(where, f"state metadata unreadable: {type(err).__name__}: {err}",
                            step, steps) from None
         abstract, convert = _from_metadata(tree, default_sharding), {}
+        typed = {path for path, record in leaves.items() if record.get("prng_impl")}
     try:
         state = manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract)))["state"]
@@ -333,15 +342,14 @@ def restore(directory: str | Path, *, target: Any = None, step: int | None = Non
     bad = []
 
     def finish(path, x):
-        record = leaves.get(_path_str(path), {})
+        path = _path_str(path)
+        record = leaves.get(path, {})
         if record.get("checksum") is not None and _digest(x) != record["checksum"]:
-            bad.append(_path_str(path))
-        impl = record.get("prng_impl")
-        if impl:
-            return jax.random.wrap_key_data(x, impl=impl)
-        if _path_str(path) in convert:
-            want = convert[_path_str(path)]
-            return jax.device_put(np.asarray(x, want.dtype), want.sharding)
+            bad.append(path)
+        if path in typed:
+            return jax.random.wrap_key_data(x, impl=record.get("prng_impl") or "threefry2x32")
+        if path in convert:
+            return jax.device_put(np.asarray(x, convert[path].dtype), convert[path].sharding)
         return x
 
     state = jax.tree_util.tree_map_with_path(finish, state)
