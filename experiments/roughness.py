@@ -5,7 +5,8 @@ For each timbre (harmonic or stretched partials) the dyad roughness curve is des
 by Adam on log(ratio) from random starts within +-1.5% of each predicted minimum (the
 ratio where partial p of the lower tone meets partial q of the upper one); the descent
 sees only its start. A dense grid scan lists the curve's local minima independently.
-Probes are ratios expected not to be minima (3/2 for stretched partials): descent from
+A control descends from the same starts by fixed-step gradient descent (the same
+learning rate, no decay, no Adam): cusps throw it off. Probes are ratios expected not to be minima (3/2 for stretched partials): descent from
 near them must leave, and the grid must show no minimum there.
 
     python experiments/roughness.py [--config configs/roughness.toml] [--out runs/roughness]
@@ -25,6 +26,7 @@ from pathlib import Path
 import jax
 import matplotlib
 import numpy as np
+import optax
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -34,7 +36,7 @@ from pcmusic.creative.roughness import dyad_roughness, find_minima, scan_minima 
 from pcmusic.errors import PcmusicError  # noqa: E402
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "roughness.toml"
-QUICK = ["n_starts=4"]  # the whole method, fewer starts: CI's smoke run
+QUICK = ["n_starts=4", "fixed_step_control=false"]  # the method itself, fewer starts: CI's smoke run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +72,7 @@ class RoughnessExperiment:
     n_steps: int = 3000
     learning_rate: float = 3e-3
     tolerance: float = 1e-3
+    fixed_step_control: bool = True
     grid: Grid = dataclasses.field(default_factory=Grid)
     timbres: tuple[Timbre, ...] = (Timbre(),)
 
@@ -80,19 +83,22 @@ class RoughnessExperiment:
                 f"must be in (0, 0.5), got {self.start_spread}")
 
 
-def _descend(cfg: RoughnessExperiment, timbre: Timbre, centres: np.ndarray, key) -> dict:
-    """Random starts within +-start_spread of each centre, descended together."""
+def _starts(cfg: RoughnessExperiment, centres: np.ndarray, key) -> np.ndarray:
+    """float32 [n_centres, n_starts], uniform within +-start_spread of each centre."""
     u = jax.random.uniform(key, (len(centres), cfg.n_starts), minval=-cfg.start_spread,
                            maxval=cfg.start_spread)
-    starts = (centres[:, None] * (1.0 + np.asarray(u))).astype(np.float32)
-    finals = np.asarray(find_minima(
+    return (centres[:, None] * (1.0 + np.asarray(u))).astype(np.float32)
+
+
+def _descend(cfg: RoughnessExperiment, timbre: Timbre, starts: np.ndarray, optimizer) -> np.ndarray:
+    return np.asarray(find_minima(
         starts.ravel(), f0_hz=cfg.f0_hz, n_partials=timbre.n_partials,
         pseudo_octave=timbre.pseudo_octave, amplitude_decay=cfg.amplitude_decay,
-        n_steps=cfg.n_steps, learning_rate=cfg.learning_rate)).reshape(starts.shape)
-    return {"starts": starts, "finals": finals}
+        n_steps=cfg.n_steps, optimizer=optimizer)).reshape(starts.shape)
 
 
-def run_timbre(cfg: RoughnessExperiment, timbre: Timbre, key) -> dict:
+def run_timbre(cfg: RoughnessExperiment, timbre: Timbre, key, *, adam, control) -> dict:
+    """Grid scan plus descents; `control` (an optimizer or None) is the fixed-step run."""
     curve = scan_minima(f0_hz=cfg.f0_hz, n_partials=timbre.n_partials,
                         pseudo_octave=timbre.pseudo_octave, amplitude_decay=cfg.amplitude_decay,
                         ratio_min=cfg.grid.ratio_min, ratio_max=cfg.grid.ratio_max,
@@ -100,30 +106,30 @@ def run_timbre(cfg: RoughnessExperiment, timbre: Timbre, key) -> dict:
     grid_step = float(curve.ratios[1] - curve.ratios[0])
     stretch = np.log2(timbre.pseudo_octave)
     predicted = np.array([(p / q) ** stretch for p, q in timbre.intervals], np.float32)
-    k_desc, k_probe = jax.random.split(key)
-    desc = _descend(cfg, timbre, predicted, k_desc)
+    n = len(predicted)
+    # intervals and probes descend in one call: one compilation per timbre
+    starts = _starts(cfg, np.concatenate([predicted, np.array(timbre.probes, np.float32)]), key)
+    finals = _descend(cfg, timbre, starts, adam)
+    ctrl = _descend(cfg, timbre, starts[:n], control) if control is not None else None
     descents = []
-    for (p, q), target, starts, finals in zip(timbre.intervals, predicted, desc["starts"],
-                                              desc["finals"]):
-        errors = np.abs(finals - target)
+    for i, ((p, q), target) in enumerate(zip(timbre.intervals, predicted)):
+        errors = np.abs(finals[i] - target)
         descents.append({
             "interval": f"{p}/{q}", "predicted": float(target),
-            "starts": starts.tolist(), "finals": finals.tolist(), "errors": errors.tolist(),
+            "starts": starts[i].tolist(), "finals": finals[i].tolist(), "errors": errors.tolist(),
             "max_error": float(errors.max()), "converged": bool(errors.max() < cfg.tolerance),
+            "fixed_step_gd_max_error": None if ctrl is None else float(np.abs(ctrl[i] - target).max()),
             "grid_minimum_at_prediction": bool(np.min(np.abs(curve.minima - target),
                                                       initial=np.inf) <= grid_step)})
     probes = []
-    if timbre.probes:
-        centres = np.array(timbre.probes, np.float32)
-        pr = _descend(cfg, timbre, centres, k_probe)
-        for centre, starts, finals in zip(centres, pr["starts"], pr["finals"]):
-            window = cfg.start_spread * centre
-            probes.append({
-                "ratio": float(centre), "starts": starts.tolist(), "finals": finals.tolist(),
-                "min_distance_from_probe": float(np.min(np.abs(finals - centre))),
-                "descent_left": bool(np.min(np.abs(finals - centre)) > window),
-                "grid_minima_within_spread": curve.minima[np.abs(curve.minima - centre)
-                                                          <= window].tolist()})
+    for centre, start, final in zip(timbre.probes, starts[n:], finals[n:]):
+        window = cfg.start_spread * centre
+        probes.append({
+            "ratio": centre, "starts": start.tolist(), "finals": final.tolist(),
+            "min_distance_from_probe": float(np.min(np.abs(final - centre))),
+            "descent_left": bool(np.min(np.abs(final - centre)) > window),
+            "grid_minima_within_spread": curve.minima[np.abs(curve.minima - centre)
+                                                      <= window].tolist()})
     return {"name": timbre.name, "n_partials": timbre.n_partials,
             "pseudo_octave": timbre.pseudo_octave, "grid_step": grid_step,
             "grid_minima": curve.minima.tolist(), "descents": descents, "probes": probes,
@@ -155,7 +161,11 @@ def plot(timbres: list[dict], path: Path) -> None:
 def run(cfg: RoughnessExperiment, out_dir: Path) -> dict:
     t0 = time.perf_counter()
     keys = jax.random.split(jax.random.key(cfg.seed), len(cfg.timbres))
-    timbres = [run_timbre(cfg, timbre, k) for timbre, k in zip(cfg.timbres, keys)]
+    # built once: find_minima compiles once per optimizer object and timbre shape
+    adam = optax.adam(optax.cosine_decay_schedule(cfg.learning_rate, cfg.n_steps))
+    control = optax.sgd(cfg.learning_rate) if cfg.fixed_step_control else None
+    timbres = [run_timbre(cfg, timbre, k, adam=adam, control=control)
+               for timbre, k in zip(cfg.timbres, keys)]
     out_dir.mkdir(parents=True, exist_ok=True)
     plot(timbres, out_dir / "roughness_curves.png")
     for t in timbres:
@@ -176,7 +186,9 @@ def run(cfg: RoughnessExperiment, out_dir: Path) -> dict:
 def summary(results: dict) -> str:
     lines = []
     for t in results["timbres"]:
-        cells = [f"{d['interval']}->{np.median(d['finals']):.4f} (err {d['max_error']:.1e})"
+        cells = [f"{d['interval']}->{np.median(d['finals']):.4f} (err {d['max_error']:.1e}"
+                 + ("" if d["fixed_step_gd_max_error"] is None
+                    else f", fixed-step GD {d['fixed_step_gd_max_error']:.1e}") + ")"
                  for d in t["descents"]]
         cells += [f"probe {p['ratio']} left to {sorted({round(f, 4) for f in p['finals']})}"
                   for p in t["probes"]]
