@@ -6,8 +6,9 @@ by Adam on log(ratio) from random starts within +-1.5% of each predicted minimum
 ratio where partial p of the lower tone meets partial q of the upper one); the descent
 sees only its start. A dense grid scan lists the curve's local minima independently.
 A control descends from the same starts by fixed-step gradient descent (the same
-learning rate, no decay, no Adam): cusps throw it off. Probes are ratios expected not to be minima (3/2 for stretched partials): descent from
-near them must leave, and the grid must show no minimum there.
+learning rate, no decay, no Adam): cusps throw it off. Probes are ratios expected not
+to be minima (3/2 for stretched partials): descent from near them must leave, and the
+grid must show no minimum there.
 
     python experiments/roughness.py [--config configs/roughness.toml] [--out runs/roughness]
                                      [--quick] [--force] [--set key=value ...]
@@ -32,7 +33,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from pcmusic.config import config_to_dict, load_config, require  # noqa: E402
-from pcmusic.creative.roughness import dyad_roughness, find_minima, scan_minima  # noqa: E402
+from pcmusic.creative.roughness import find_minima, scan_minima  # noqa: E402
 from pcmusic.errors import PcmusicError  # noqa: E402
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "roughness.toml"
