@@ -2,6 +2,7 @@
 
 Public names are re-exported here explicitly; submodules hold one concept each.
 """
+from pcmusic.data.folders import EXTENSIONS, AudioFolder, DataPosition, SegmentBatch, SkippedFile
 from pcmusic.data.melodies import (Melody, interval_entropy_bits, interval_probabilities, melody,
                                    random_walk, rhythm, temperature_for_entropy)
 from pcmusic.data.spec import KINDS, SyntheticSpec
@@ -12,8 +13,8 @@ from pcmusic.data.tunings import (ACCEPTED_NAMES, Tuning, TuningError, cents_to_
                                   scale_frequencies)
 
 __all__ = [
-    "ACCEPTED_NAMES", "ACTIVE_THRESHOLD", "KINDS", "KIND_IDS", "Melody", "SyntheticBatch", "SyntheticSpec",
-    "Timbre", "Tuning", "TuningError", "batch_at", "cents_to_ratio", "equal_temperament", "hz_to_cents",
+    "ACCEPTED_NAMES", "ACTIVE_THRESHOLD", "EXTENSIONS", "KINDS", "KIND_IDS", "AudioFolder", "DataPosition",
+    "Melody", "SegmentBatch", "SkippedFile", "SyntheticBatch", "SyntheticSpec", "Timbre", "Tuning", "TuningError", "batch_at", "cents_to_ratio", "equal_temperament", "hz_to_cents",
     "interval_entropy_bits", "interval_probabilities", "melody", "parse_tuning", "random_walk",
     "ratio_to_cents", "rhythm", "scale_error_cents", "scale_frequencies", "synthetic_batch",
     "temperature_for_entropy",
