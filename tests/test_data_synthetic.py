@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pcmusic.data import (SyntheticSpec, batch_at, interval_entropy_bits, melody, parse_tuning,
+from pcmusic.data import (SyntheticSpec, batch_at, interval_entropy_bits, melody, parse_tuning, sample_events,
                           scale_error_cents, synthetic_batch, temperature_for_entropy)
 from pcmusic.data.melodies import walk_to_melody
 from pcmusic.errors import ConfigError
@@ -47,6 +47,11 @@ def test_reproducible_per_key_and_a_stream_by_step(mixed):
     np.testing.assert_array_equal(np.asarray(at_3.audio),
                                   np.asarray(synthetic_batch(jax.random.fold_in(key, 3), spec).audio))
     assert not np.allclose(np.asarray(batch_at(key, 4, spec).audio), np.asarray(at_3.audio))
+    # The events alone (what other renderers play) are those of the rendered batch.
+    events, kind = sample_events(jax.random.key(0), spec)
+    np.testing.assert_array_equal(np.asarray(kind), np.asarray(batch.kind))
+    np.testing.assert_array_equal(np.asarray(events.degrees), np.asarray(batch.degrees))
+    np.testing.assert_array_equal(np.asarray(events.onset_s), np.asarray(batch.onset_s))
     # Works inside an outer jit with a traced step (a training step computes its own batch).
     inner = jax.jit(lambda k, s: batch_at(k, s, spec).audio)(key, jnp.int32(3))
     np.testing.assert_allclose(np.asarray(inner), np.asarray(at_3.audio), atol=1e-6)

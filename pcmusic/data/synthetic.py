@@ -61,18 +61,23 @@ class SyntheticBatch(NamedTuple):
     gain: jax.Array
 
 
-class _Events(NamedTuple):
-    degrees: jax.Array  # int32 [V, N]
-    rests: jax.Array    # bool [V, N]
-    onset_s: jax.Array  # float32 [V, N], NaN = unused slot
-    gate_s: jax.Array   # float32 [V, N]
+class NoteEvents(NamedTuple):
+    """Which scale pitches sound when, per voice and note slot (shapes `[..., V, N]`).
+
+    degrees: int32 index into `spec.lattice_hz()`; rests: bool (silent slot);
+    onset_s: float32 slot start, NaN for unused slots; gate_s: float32 held duration.
+    """
+    degrees: jax.Array
+    rests: jax.Array
+    onset_s: jax.Array
+    gate_s: jax.Array
 
 
-def _place(values: _Events, spec: SyntheticSpec) -> _Events:
+def _place(values: NoteEvents, spec: SyntheticSpec) -> NoteEvents:
     """Pad events `[v, n]` into the spec's `[V, N]` slots (padding: unused rests)."""
     shape = (spec.n_voices, spec.n_slots)
     fills = (0, True, jnp.nan, 0.0)
-    return _Events(*(jnp.full(shape, fill, x.dtype).at[:x.shape[0], :x.shape[1]].set(x)
+    return NoteEvents(*(jnp.full(shape, fill, x.dtype).at[:x.shape[0], :x.shape[1]].set(x)
                      for x, fill in zip(values, fills)))
 
 
@@ -85,14 +90,14 @@ def _sustained_timing(key, spec: SyntheticSpec):
     return onset, art * (clip - onset)
 
 
-def _note_events(key, spec: SyntheticSpec, n_pitches: int) -> _Events:
+def _note_events(key, spec: SyntheticSpec, n_pitches: int) -> NoteEvents:
     k_time, k_pitch = jax.random.split(key)
     onset, gate = _sustained_timing(k_time, spec)
     degree = jax.random.randint(k_pitch, (1, 1), 0, n_pitches)
-    return _place(_Events(degree, jnp.zeros((1, 1), bool), onset.reshape(1, 1), gate.reshape(1, 1)), spec)
+    return _place(NoteEvents(degree, jnp.zeros((1, 1), bool), onset.reshape(1, 1), gate.reshape(1, 1)), spec)
 
 
-def _chord_events(key, spec: SyntheticSpec, n_pitches: int) -> _Events:
+def _chord_events(key, spec: SyntheticSpec, n_pitches: int) -> NoteEvents:
     """`min_voices..max_voices` distinct pitches within 1.5 periods of a random root."""
     k_time, k_count, k_root, k_offsets = jax.random.split(key, 4)
     onset, gate = _sustained_timing(k_time, spec)
@@ -103,17 +108,17 @@ def _chord_events(key, spec: SyntheticSpec, n_pitches: int) -> _Events:
     count = jax.random.randint(k_count, (), spec.min_voices, spec.max_voices + 1)
     rests = jnp.arange(spec.max_voices) >= count
     times = jnp.ones((spec.max_voices, 1), jnp.float32)
-    return _place(_Events(degrees[:, None], rests[:, None], onset * times, gate * times), spec)
+    return _place(NoteEvents(degrees[:, None], rests[:, None], onset * times, gate * times), spec)
 
 
-def _melody_events(key, spec: SyntheticSpec, lattice_hz: jax.Array) -> _Events:
+def _melody_events(key, spec: SyntheticSpec, lattice_hz: jax.Array) -> NoteEvents:
     k_walk, k_art = jax.random.split(key)
     line = walk_to_melody(k_walk, lattice_hz, n_notes=spec.notes_per_melody,
                           temperature=spec.melody_temperature, max_step=spec.max_step,
                           seconds=spec.clip_seconds, rest_probability=spec.rest_probability)
     onset = jnp.cumsum(line.durations_s) - line.durations_s
     art = jax.random.uniform(k_art, line.durations_s.shape, jnp.float32, *spec.articulation)
-    return _place(_Events(line.degrees[None], line.rests[None], onset[None],
+    return _place(NoteEvents(line.degrees[None], line.rests[None], onset[None],
                           (art * line.durations_s)[None]), spec)
 
 
@@ -132,7 +137,7 @@ def _events(key, spec: SyntheticSpec, lattice_hz: jax.Array):
     return chosen, kind
 
 
-def _voice_frames(events: _Events, timbre: tb.Timbre, lattice_hz, spec: SyntheticSpec):
+def _voice_frames(events: NoteEvents, timbre: tb.Timbre, lattice_hz, spec: SyntheticSpec):
     """One voice's frame controls: f0 `[F]` (always finite), envelope `[F]`, onset flags `[F]`.
 
     `events` fields are `[N]` (one voice's slots), `timbre` fields scalars.
@@ -152,8 +157,14 @@ def _voice_frames(events: _Events, timbre: tb.Timbre, lattice_hz, spec: Syntheti
     return f0_hz, envelope, onsets
 
 
-def _render_clip(key, spec: SyntheticSpec, lattice_hz: jax.Array) -> SyntheticBatch:
-    k_events, k_timbre, k_noise = jax.random.split(key, 3)
+def _clip_keys(key, spec: SyntheticSpec):
+    """Per clip: keys for (events, timbre, noise). Shared with `sample_events` so that
+    other renderers of a key (e.g. `instruments`) play the same notes."""
+    return jax.vmap(lambda k: jax.random.split(k, 3))(jax.random.split(key, spec.batch_size))
+
+
+def _render_clip(keys, spec: SyntheticSpec, lattice_hz: jax.Array) -> SyntheticBatch:
+    k_events, k_timbre, k_noise = keys
     events, kind = _events(k_events, spec, lattice_hz)
     timbres = jax.vmap(lambda k: tb.sample_timbre(k, spec.timbre_ranges()))(
         jax.random.split(k_timbre, spec.n_voices))
@@ -190,8 +201,14 @@ def synthetic_batch(key: jax.Array, spec: SyntheticSpec) -> SyntheticBatch:
     `[B, spec.n_samples]` at `spec.sample_rate`, peak <= `spec.peak`.
     """
     lattice_hz = jnp.asarray(spec.lattice_hz(), jnp.float32)
-    keys = jax.random.split(key, spec.batch_size)
-    return jax.vmap(lambda k: _render_clip(k, spec, lattice_hz))(keys)
+    return jax.vmap(lambda k: _render_clip(k, spec, lattice_hz))(_clip_keys(key, spec))
+
+
+@functools.partial(jax.jit, static_argnames="spec")
+def sample_events(key: jax.Array, spec: SyntheticSpec) -> tuple[NoteEvents, jax.Array]:
+    """The notes of `synthetic_batch(key, spec)` without rendering: NoteEvents `[B, V, N]`, kind int32 `[B]`."""
+    lattice_hz = jnp.asarray(spec.lattice_hz(), jnp.float32)
+    return jax.vmap(lambda k: _events(k[0], spec, lattice_hz))(_clip_keys(key, spec))
 
 
 def batch_at(key: jax.Array, step, spec: SyntheticSpec) -> SyntheticBatch:
