@@ -1,0 +1,96 @@
+"""Learning: one optax step on the params along -dE/dtheta at the settled latents.
+
+The parameter gradient is that of the energy per sample (E / batch), so a parameter
+learning rate does not depend on the batch size; inference sums over the batch
+(see `pcmusic.pc.energy`). At equilibrium dE/dz = 0, so the gradient at the settled
+latents is the gradient of the free energy bound (Bogacz 2017, eqs. 33-34;
+Whittington & Bogacz 2017).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from pcmusic.pc import optim
+from pcmusic.pc.energy import Hierarchy, energy
+from pcmusic.pc.hierarchy import batch_size, settle
+from pcmusic.pc.inference import InferenceResult
+
+Pytree = Any
+
+
+def param_gradients(hierarchy: Hierarchy, params: dict, latents: Sequence, *,
+                    step: jax.Array | int = 0) -> tuple[dict, jax.Array]:
+    """(dE/dparams / batch, E / batch) at `latents` (held fixed).
+
+    Gradients w.r.t. log-precisions are zero unless `hierarchy.learn_precision`.
+    """
+    latents = jax.lax.stop_gradient(list(latents))
+    n_batch = jnp.float32(batch_size(latents))
+
+    def per_sample(p):
+        return energy(hierarchy, p, latents, step=step)[0] / n_batch
+
+    value, grads = jax.value_and_grad(per_sample)(params)
+    return grads, value
+
+
+def learn_step(hierarchy: Hierarchy, params: dict, opt_state: Any, latents: Sequence, *,
+               optimizer: optax.GradientTransformation, step: jax.Array | int = 0
+               ) -> tuple[dict, Any, jax.Array]:
+    """One optimiser step on `params` at fixed `latents`; returns (params, opt_state, E/batch).
+
+    `opt_state` comes from `optimizer.init(params)`. Use `optax.masked` or
+    `optax.multi_transform` to freeze parts (e.g. `top_mean`).
+    """
+    grads, value = param_gradients(hierarchy, params, latents, step=step)
+    params, opt_state = optim.apply(optimizer, grads, opt_state, params)
+    return params, opt_state, value
+
+
+def train_step(hierarchy: Hierarchy, params: dict, opt_state: Any, latents: Sequence, *,
+               latent_optimizer: optax.GradientTransformation,
+               param_optimizer: optax.GradientTransformation, n_steps: int,
+               clamp: Pytree = None, tol: float | None = None,
+               record_stride: int | None = None, divergence_factor: float | None = 1e3
+               ) -> tuple[dict, Any, InferenceResult]:
+    """Settle the latents, then one learning step; jit it whole (see `make_train_step`).
+
+    latents: the initial state (clamped levels hold the data). If inference diverged the
+    params and optimiser state are returned unchanged (and `result.diverged` is set), so
+    a bad batch never writes NaN into the model. Returns (params, opt_state, result).
+    """
+    result = settle(hierarchy, params, latents, optimizer=latent_optimizer, n_steps=n_steps,
+                    clamp=clamp, tol=tol, record_stride=record_stride,
+                    divergence_factor=divergence_factor)
+
+    def learn():
+        new_params, new_state, _ = learn_step(hierarchy, params, opt_state, result.latents,
+                                              optimizer=param_optimizer, step=result.n_steps)
+        return new_params, new_state
+
+    # A cond, not a select: the common (finite) path then costs no extra pass over the
+    # params and optimiser state.
+    params, opt_state = jax.lax.cond(result.diverged, lambda: (params, opt_state), learn)
+    return params, opt_state, result
+
+
+def make_train_step(hierarchy: Hierarchy, *, latent_optimizer: optax.GradientTransformation,
+                    param_optimizer: optax.GradientTransformation, n_steps: int,
+                    clamp: Pytree = None, tol: float | None = None,
+                    record_stride: int | None = None, divergence_factor: float | None = 1e3,
+                    donate: bool = False) -> Callable:
+    """A jit-compiled `(params, opt_state, latents) -> (params, opt_state, result)`.
+
+    Everything (inference loop and learning) is one XLA computation: no host work per
+    inference step. `donate=True` lets XLA reuse the params/opt_state buffers.
+    """
+    def step(params, opt_state, latents):
+        return train_step(hierarchy, params, opt_state, latents, latent_optimizer=latent_optimizer,
+                          param_optimizer=param_optimizer, n_steps=n_steps, clamp=clamp, tol=tol,
+                          record_stride=record_stride, divergence_factor=divergence_factor)
+
+    return jax.jit(step, donate_argnums=(0, 1) if donate else ())

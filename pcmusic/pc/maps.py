@@ -1,0 +1,138 @@
+"""Generative maps g(params, x) as pure (init, apply) pairs over plain-pytree params.
+
+Each factory returns a `Map` whose `init(key) -> params` builds a dict of float32
+arrays and whose `apply(params, x) -> y` is a pure function, so gradients with respect
+to both the latents `x` and the params are explicit (`jax.grad` on either argument).
+Time-series maps use the layout `[batch, n_frames, n_channels]`.
+
+`bf16=True` is an opt-in fast mode: params stay float32, the matmul/convolution inputs
+are cast to bfloat16 and accumulate in float32 (`preferred_element_type`). The default
+uses JAX's default matmul precision (TF32 on recent NVIDIA GPUs, float32 on CPU).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+Params = Any
+
+
+class Map(NamedTuple):
+    """A generative map: `init(key) -> params`, `apply(params, x) -> prediction`."""
+
+    init: Callable[[jax.Array], Params]
+    apply: Callable[[Params, jax.Array], jax.Array]
+
+
+def _identity(x: jax.Array) -> jax.Array:
+    return x
+
+
+def _operands(x: jax.Array, w: jax.Array, bf16: bool) -> tuple[jax.Array, jax.Array]:
+    if bf16:
+        return x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)
+    return x, w
+
+
+def dense(n_in: int, n_out: int, *, activation: Callable | None = None, bias: bool = True,
+          bf16: bool = False, scale: float = 1.0) -> Map:
+    """Affine map `activation(x @ w + b)`: x `[..., n_in]` -> `[..., n_out]`.
+
+    Weights are drawn N(0, scale^2 / n_in) (LeCun normal), biases start at zero.
+    """
+    act = activation or _identity
+
+    def init(key: jax.Array) -> Params:
+        w = jax.random.normal(key, (n_in, n_out), jnp.float32) * jnp.float32(scale / n_in**0.5)
+        return {"w": w, "b": jnp.zeros((n_out,), jnp.float32)} if bias else {"w": w}
+
+    def apply(params: Params, x: jax.Array) -> jax.Array:
+        a, w = _operands(x, params["w"], bf16)
+        y = jnp.matmul(a, w, preferred_element_type=jnp.float32)
+        if bias:
+            y = y + params["b"].reshape((1,) * (y.ndim - 1) + (n_out,))
+        return act(y)
+
+    return Map(init, apply)
+
+
+def conv1d(n_in: int, n_out: int, *, kernel_size: int, activation: Callable | None = None,
+           bf16: bool = False, scale: float = 1.0) -> Map:
+    """'Same'-padded 1-D convolution in time: x `[batch, n_frames, n_in]` -> `[batch, n_frames, n_out]`."""
+    act = activation or _identity
+
+    def init(key: jax.Array) -> Params:
+        fan_in = n_in * kernel_size
+        w = jax.random.normal(key, (kernel_size, n_in, n_out), jnp.float32)
+        return {"w": w * jnp.float32(scale / fan_in**0.5), "b": jnp.zeros((n_out,), jnp.float32)}
+
+    def apply(params: Params, x: jax.Array) -> jax.Array:
+        a, w = _operands(x, params["w"], bf16)
+        y = lax.conv_general_dilated(a, w, window_strides=(1,), padding="SAME",
+                                     dimension_numbers=("NWC", "WIO", "NWC"),
+                                     preferred_element_type=jnp.float32)
+        return act(y + params["b"][None, None, :])
+
+    return Map(init, apply)
+
+
+def upsample(n_in: int, n_out: int, *, factor: int, kernel_size: int | None = None,
+             activation: Callable | None = None, bf16: bool = False, scale: float = 1.0) -> Map:
+    """Transposed convolution that raises the frame rate by the integer `factor`.
+
+    x `[batch, n_frames, n_in]` -> `[batch, n_frames * factor, n_out]`. The kernel spans
+    `kernel_size` output frames (default `2 * factor`, so neighbouring coarse frames
+    overlap and the output is smooth rather than blocky). `params["w"]` has shape
+    `[kernel_size, n_in, n_out]`: output frame `t * factor + k - pad` receives
+    `x[t] @ w[k]`.
+    """
+    if factor < 1:
+        raise ValueError(f"upsample factor must be a positive integer, got {factor}")
+    k_size = kernel_size or 2 * factor
+    act = activation or _identity
+    # Output frame j = t*factor + k - pad; this pad centres the kernel so that the
+    # output has exactly n_frames * factor frames.
+    pad = (k_size - factor) // 2
+
+    def init(key: jax.Array) -> Params:
+        w = jax.random.normal(key, (k_size, n_in, n_out), jnp.float32)
+        fan_in = n_in * max(1, k_size // factor)
+        return {"w": w * jnp.float32(scale / fan_in**0.5), "b": jnp.zeros((n_out,), jnp.float32)}
+
+    def apply(params: Params, x: jax.Array) -> jax.Array:
+        n_frames = x.shape[-2]
+        a, w = _operands(x, params["w"], bf16)
+        # A transposed convolution is the input dilated by `factor` then correlated with
+        # the flipped kernel; padding k-1-pad on the left keeps frame alignment.
+        y = lax.conv_general_dilated(a, w[::-1], window_strides=(1,),
+                                     padding=[(k_size - 1 - pad, k_size - 1 - pad + factor - 1)],
+                                     lhs_dilation=(factor,),
+                                     dimension_numbers=("NWC", "WIO", "NWC"),
+                                     preferred_element_type=jnp.float32)
+        y = y[:, : n_frames * factor, :]
+        return act(y + params["b"][None, None, :])
+
+    return Map(init, apply)
+
+
+def pointwise(fn: Callable[[jax.Array], jax.Array]) -> Map:
+    """A parameter-free elementwise map (e.g. `jnp.tanh` before a dense: `W tanh(z)`)."""
+    return Map(lambda key: {}, lambda params, x: fn(x))
+
+
+def compose(*maps: Map) -> Map:
+    """Apply `maps` in order (first map sees the input); params are a tuple, one per map."""
+
+    def init(key: jax.Array) -> Params:
+        keys = jax.random.split(key, len(maps))
+        return tuple(m.init(k) for m, k in zip(maps, keys))
+
+    def apply(params: Params, x: jax.Array) -> jax.Array:
+        for m, p in zip(maps, params):
+            x = m.apply(p, x)
+        return x
+
+    return Map(init, apply)
