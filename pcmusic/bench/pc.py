@@ -1,0 +1,143 @@
+"""Benchmark of the PC engine (issue 3): train steps per second on two MLP hierarchies.
+
+Workload (the same in experiments/compare_pc_libraries.py): a discriminative PC net with
+widths input -> ... -> labels, tanh hidden maps and a linear label map, squared-error
+energies (unit precisions, no prior), input and one-hot labels clamped. One train step
+= feed-forward initialisation of the hidden levels, T = 20 inference steps of SGD
+(lr 0.1) on the hidden latents, then one Adam step (lr 1e-3) on the weights, all in one
+jit. The anchors' "bottom" (the input, source of the predictions) is pcmusic's top level,
+since pcmusic's maps predict downwards: level 0 = labels, level L = input.
+
+Needed matmul work per train step, for a net with L maps (widths n_0 = input, ..., n_L =
+labels in the anchors' order) and batch B, counting a [B, a] x [a, b] product as 2 B a b:
+- feed-forward initialisation: every map but the last (L - 1 products; the input's
+  prediction is shared with inference, where it is constant);
+- each inference step: the forward of every map but the input's (constant) and the
+  backward to every free level: 2 (L - 1) products, the input-side map excluded;
+- learning: the forward at the settled state (L - 1 products) and L weight gradients.
+For 4096 x 4 and T = 20: 2 + 80 + 2 + 3 = 87 products of 2 B 4096^2 FLOPs each.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from pcmusic import pc
+from pcmusic.bench.table import machine_description, time_call
+
+SMALL = (784, 512, 512, 10)
+WIDE = (4096, 4096, 4096, 4096)
+N_INFERENCE_STEPS = 20
+LATENT_LR = 0.1
+PARAM_LR = 1e-3
+
+
+def build(widths: Sequence[int], batch: int, *, bf16: bool = False, seed: int = 0,
+          n_steps: int = N_INFERENCE_STEPS):
+    """(jitted step(params, opt_state, x, y) -> (params, opt_state, energy), params, opt_state, x, y).
+
+    widths: input first, labels last (the anchors' order). x f32[batch, widths[0]] uniform
+    in [0, 1); y one-hot f32[batch, widths[-1]].
+    """
+    sizes = tuple(widths)[::-1]  # pcmusic level order: labels (level 0) ... input (level L)
+    n_maps = len(sizes) - 1
+    maps = tuple(pc.maps.dense(sizes[l + 1], sizes[l], activation=jnp.tanh if l > 0 else None,
+                               bf16=bf16) for l in range(n_maps))
+    hierarchy = pc.Hierarchy(maps=maps, top_prior=False)
+    k_maps, k_x, k_y = jax.random.split(jax.random.PRNGKey(seed), 3)
+    map_params = [m.init(k) for m, k in zip(maps, jax.random.split(k_maps, n_maps))]
+    x = jax.random.uniform(k_x, (batch, sizes[-1]), jnp.float32)
+    y = jax.nn.one_hot(jax.random.randint(k_y, (batch,), 0, sizes[0]), sizes[0], dtype=jnp.float32)
+    example = [jnp.zeros((batch, n), jnp.float32) for n in sizes]
+    params = pc.init_params(hierarchy, map_params, example)
+    optimizer = optax.adam(PARAM_LR)
+    clamp = pc.clamp_levels(len(sizes), [0, n_maps])
+
+    def step(params, opt_state, x, y):
+        latents = pc.replace_levels(pc.predict_top_down(hierarchy, params, x), {0: y})
+        params, opt_state, result = pc.train_step(
+            hierarchy, params, opt_state, latents, latent_optimizer=optax.sgd(LATENT_LR),
+            param_optimizer=optimizer, n_steps=n_steps, clamp=clamp)
+        return params, opt_state, result.energy / jnp.float32(batch)
+
+    return jax.jit(step), params, optimizer.init(params), x, y
+
+
+def needed_flops(widths: Sequence[int], batch: int, n_steps: int = N_INFERENCE_STEPS) -> float:
+    """Matmul FLOPs that a train step must do (module docstring), widths input first."""
+    products = [2.0 * batch * a * b for a, b in zip(widths[:-1], widths[1:])]
+    after_input = sum(products[1:])  # maps whose input is a free level
+    return sum(products[:-1]) + n_steps * 2 * after_input + after_input + sum(products)
+
+
+def matmul_rate(batch: int, n: int, *, bf16: bool = False, n_repeats: int = 5) -> float:
+    """Achieved FLOP/s of one large [batch, n] x [n, n] product (the roofline for the net)."""
+    key_a, key_b = jax.random.split(jax.random.PRNGKey(1))
+    dtype = jnp.bfloat16 if bf16 else jnp.float32
+    a = jax.random.normal(key_a, (batch, n), jnp.float32).astype(dtype)
+    b = jax.random.normal(key_b, (n, n), jnp.float32).astype(dtype)
+    product = jax.jit(lambda a, b: jnp.matmul(a, b, preferred_element_type=jnp.float32))
+    return 2.0 * batch * n * n / time_call(lambda: product(a, b), n_repeats=n_repeats)
+
+
+def final_energy(widths: Sequence[int], batch: int, *, bf16: bool, n_train: int) -> float:
+    """Energy per sample after `n_train` train steps on one fixed batch (same init for both modes)."""
+    step, params, opt_state, x, y = build(widths, batch, bf16=bf16)
+    energy = jnp.float32(jnp.nan)
+    for _ in range(n_train):
+        params, opt_state, energy = step(params, opt_state, x, y)
+    return float(energy)
+
+
+def time_net(name: str, widths: Sequence[int], batch: int, *, bf16: bool, n_repeats: int,
+             n_train: int, note: str = "") -> dict:
+    step, params, opt_state, x, y = build(widths, batch, bf16=bf16)
+    seconds = time_call(lambda: step(params, opt_state, x, y), n_repeats=n_repeats)
+    flops = needed_flops(widths, batch)
+    return {"net": name, "batch": batch, "matmuls": "bf16" if bf16 else "default",
+            "ms/step": seconds * 1e3, "steps/s": 1.0 / seconds, "GFLOP/s": flops / seconds / 1e9,
+            "final E/sample": final_energy(widths, batch, bf16=bf16, n_train=n_train), "note": note}
+
+
+def run(*, quick: bool) -> list[tuple[str, list[dict]]]:
+    """Benchmark tables: small net (f32 and opt-in bf16), wide net with roofline fraction."""
+    n_repeats = 3 if quick else 7
+    n_train = 5 if quick else 20
+    rows = [time_net("784-512-512-10", SMALL, 256, bf16=bf16, n_repeats=n_repeats,
+                     n_train=n_train) for bf16 in (False, True)]
+    speedup = rows[0]["ms/step"] / rows[1]["ms/step"]
+    e32, e16 = rows[0]["final E/sample"], rows[1]["final E/sample"]
+    rows[1]["note"] = f"{speedup:.2f}x vs default, final E {100 * (e16 - e32) / abs(e32):+.2f}%"
+    tables = [(f"PC train step, small net (T={N_INFERENCE_STEPS} SGD steps + 1 Adam step); "
+               f"{machine_description()}", rows)]
+    if quick:
+        return tables
+    on_cpu = jax.default_backend() == "cpu"
+    batch = 256 if on_cpu else 4096
+    note = "batch cut from 4096 to 256 on CPU" if on_cpu else ""
+    wide = []
+    for bf16 in (False, True):
+        row = time_net("4096x4", WIDE, batch, bf16=bf16, n_repeats=3, n_train=3, note=note)
+        ceiling = matmul_rate(batch, WIDE[0], bf16=bf16, n_repeats=3)
+        row["ceiling GFLOP/s"] = ceiling / 1e9
+        row["roofline %"] = 100.0 * row["GFLOP/s"] * 1e9 / ceiling
+        wide.append(row)
+    e32, e16 = wide[0]["final E/sample"], wide[1]["final E/sample"]
+    wide[1]["note"] = (note + "; " if note else "") + (
+        f"{wide[0]['ms/step'] / wide[1]['ms/step']:.2f}x vs default, "
+        f"final E {100 * (e16 - e32) / abs(e32):+.2f}%")
+    tables.append((f"PC train step, wide net; needed FLOPs = {needed_flops(WIDE, batch):.3e} per step "
+                   f"(87 products of 2*B*4096^2); ceiling = one [B,4096]x[4096,4096] jnp.dot", wide))
+    return tables
+
+
+if __name__ == "__main__":
+    import sys
+
+    from pcmusic.bench.table import format_table
+
+    for title, table_rows in run(quick="--quick" in sys.argv):
+        print(format_table(title, table_rows))
