@@ -15,14 +15,14 @@ from pcmusic.pc.energy import Hierarchy, HierarchySpecError, energy, gaussian_te
 from pcmusic.pc.hierarchy import (batch_size, clamp_levels, energy_fn, predict_top_down,
                                   replace_levels, settle)
 from pcmusic.pc.inference import InferenceResult, check, infer
-from pcmusic.pc.learning import learn_step, make_train_step, param_gradients, train_step
+from pcmusic.pc.learning import freeze_except, learn_step, make_train_step, param_gradients, train_step
 from pcmusic.pc.maps import Map
 from pcmusic.pc.trajectory import replay
 
 __all__ = [
     "Encoder", "Hierarchy", "HierarchySpecError", "InferenceResult", "Map",
     "amortised_loss", "amortised_step", "batch_size", "check", "clamp_levels", "encode",
-    "energy", "energy_fn", "gaussian_term", "infer", "init_params", "learn_step",
+    "energy", "energy_fn", "freeze_except", "gaussian_term", "infer", "init_params", "learn_step",
     "make_train_step", "maps", "param_gradients", "partition", "predict", "predict_top_down",
     "replace_levels", "replay", "settle", "train_step",
 ]

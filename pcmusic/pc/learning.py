@@ -43,12 +43,27 @@ def learn_step(hierarchy: Hierarchy, params: dict, opt_state: Any, latents: Sequ
                ) -> tuple[dict, Any, jax.Array]:
     """One optimiser step on `params` at fixed `latents`; returns (params, opt_state, E/batch).
 
-    `opt_state` comes from `optimizer.init(params)`. Use `optax.masked` or
-    `optax.multi_transform` to freeze parts (e.g. `top_mean`).
+    `opt_state` comes from `optimizer.init(params)`. To train only some entries use
+    `freeze_except` (not `optax.masked`, which passes the raw gradient through as the
+    update of masked-out leaves).
     """
     grads, value = param_gradients(hierarchy, params, latents, step=step)
     params, opt_state = optim.apply(optimizer, grads, opt_state, params)
     return params, opt_state, value
+
+
+def freeze_except(optimizer: optax.GradientTransformation, *,
+                  trainable: Sequence[str] = ("maps",)) -> optax.GradientTransformation:
+    """`optimizer` on the named entries of the params dict; zero updates for the others.
+
+    E.g. `freeze_except(optax.adam(1e-3))` learns the maps and keeps the precisions and
+    the top-level mean fixed.
+    """
+    def labels(params):
+        return {k: jax.tree.map(lambda _: "train" if k in trainable else "freeze", v)
+                for k, v in params.items()}
+
+    return optax.multi_transform({"train": optimizer, "freeze": optax.set_to_zero()}, labels)
 
 
 def train_step(hierarchy: Hierarchy, params: dict, opt_state: Any, latents: Sequence, *,
