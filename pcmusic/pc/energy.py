@@ -120,7 +120,8 @@ def _per_sample(lp: jax.Array, err: jax.Array) -> jax.Array:
     """Lift a scalar or per-unit log-precision leaf to broadcast against `[batch, ...]`."""
     if lp.ndim == 0:
         return lp
-    if lp.ndim != err.ndim - 1:
+    fits = lp.ndim == err.ndim - 1 and all(a in (1, b) for a, b in zip(lp.shape, err.shape[1:]))
+    if not fits:
         raise HierarchySpecError(f"log-precision leaf of shape {lp.shape} does not fit an error leaf "
                                  f"of shape {err.shape}: use a scalar or the shape without the batch axis")
     return lp[None]
