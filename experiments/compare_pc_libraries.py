@@ -92,7 +92,8 @@ class Model(pxc.EnergyModule):
 def forward(x, y, *, model):
     return model(x, y)
 
-@pxf.vmap(pxu.M(pxc.VodeParam | pxc.VodeParam.Cache).to((None, 0)), in_axes=(0,), out_axes=(None, 0), axis_name="batch")
+@pxf.vmap(pxu.M(pxc.VodeParam | pxc.VodeParam.Cache).to((None, 0)), in_axes=(0,), out_axes=(None, 0),
+          axis_name="batch")
 def energy(x, *, model):
     y_ = model(x, None)
     return jax.lax.psum(model.energy(), "batch"), y_
@@ -105,11 +106,13 @@ def train_on_batch(T, x, y, *, model, optim_w, optim_h):
     optim_h.init(pxu.M_hasnot(pxc.VodeParam, frozen=True)(model))
     for _ in range(T):
         with pxu.step(model, clear_params=pxc.VodeParam.Cache):
-            (e, y_), g = pxf.value_and_grad(pxu.M_hasnot(pxc.VodeParam, frozen=True).to([False, True]), has_aux=True)(energy)(x, model=model)
+            (e, y_), g = pxf.value_and_grad(pxu.M_hasnot(pxc.VodeParam, frozen=True).to([False, True]),
+                                            has_aux=True)(energy)(x, model=model)
         optim_h.step(model, g["model"])
     optim_h.clear()
     with pxu.step(model, clear_params=pxc.VodeParam.Cache):
-        (e, y_), g = pxf.value_and_grad(pxu.M(pxnn.LayerParam).to([False, True]), has_aux=True)(energy)(x, model=model)
+        (e, y_), g = pxf.value_and_grad(pxu.M(pxnn.LayerParam).to([False, True]),
+                                        has_aux=True)(energy)(x, model=model)
     optim_w.step(model, g["model"], scale_by=1.0 / x.shape[0])
     return e
 
@@ -214,14 +217,13 @@ def setup() -> None:
         sys.exit(f"JPC source missing: put a snapshot of github.com/thebuckleylab/jpc in {src}")
     _pip(BENCH / "jpc", *JAX_PIN, "equinox", "diffrax", "jaxtyping", "optax")
     _pip(BENCH / "jpc", "--no-deps", str(src))
-    out = subprocess.run([str(BENCH / "jpc/bin/python"), "-c", "import jpc, os; print(os.path.dirname(jpc.__file__))"],
-                         capture_output=True, text=True)
-    utils = pathlib.Path(out.stdout.strip() or _site(BENCH / "jpc") / "jpc") / "_utils.py"
+    utils = _site(BENCH / "jpc") / "jpc" / "_utils.py"
     text = utils.read_text()
     old = "from jaxlib.xla_extension import PjitFunction\n"
     if old in text:
-        utils.write_text(text.replace(old, "try:  # jax >= 0.6 moved it (pcmusic bench patch)\n    "
-                                      + old + "except ImportError:\n    from jaxlib._jax import PjitFunction\n"))
+        new = ("try:  # jax >= 0.6 moved it (pcmusic bench patch)\n    " + old
+               + "except ImportError:\n    from jaxlib._jax import PjitFunction\n")
+        utils.write_text(text.replace(old, new))
 
 
 def _site(venv: pathlib.Path) -> pathlib.Path:

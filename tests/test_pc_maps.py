@@ -6,7 +6,7 @@ import pytest
 from jax.test_util import check_grads
 
 from pcmusic import pc
-from pcmusic.pc.energy import HierarchySpecError
+from pcmusic.pc.errors import HierarchySpecError
 
 KEY = jax.random.PRNGKey(0)
 

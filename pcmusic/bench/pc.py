@@ -74,17 +74,25 @@ def needed_flops(widths: Sequence[int], batch: int, n_steps: int = N_INFERENCE_S
 
 
 def matmul_rate(batch: int, n: int, *, bf16: bool = False, n_repeats: int = 5) -> float:
-    """Achieved FLOP/s of one large [batch, n] x [n, n] product (the roofline for the net)."""
+    """Best achieved FLOP/s of one [batch, n] x [n, n] product (the roofline for the net).
+
+    The fastest of `n_repeats` runs, so that load on a shared machine lowers the
+    ceiling as little as possible (the fraction reported against it is then a floor).
+    """
     key_a, key_b = jax.random.split(jax.random.PRNGKey(1))
     dtype = jnp.bfloat16 if bf16 else jnp.float32
     a = jax.random.normal(key_a, (batch, n), jnp.float32).astype(dtype)
     b = jax.random.normal(key_b, (n, n), jnp.float32).astype(dtype)
     product = jax.jit(lambda a, b: jnp.matmul(a, b, preferred_element_type=jnp.float32))
-    return 2.0 * batch * n * n / time_call(lambda: product(a, b), n_repeats=n_repeats)
+    best = min(time_call(lambda: product(a, b), n_repeats=1) for _ in range(n_repeats))
+    return 2.0 * batch * n * n / best
 
 
 def final_energy(widths: Sequence[int], batch: int, *, bf16: bool, n_train: int) -> float:
-    """Energy per sample after `n_train` train steps on one fixed batch (same init for both modes)."""
+    """Settled energy per sample in the `n_train`-th train step on one fixed batch.
+
+    Same init and data in both matmul modes, so the two figures differ only by precision.
+    """
     step, params, opt_state, x, y = build(widths, batch, bf16=bf16)
     energy = jnp.float32(jnp.nan)
     for _ in range(n_train):
@@ -120,8 +128,10 @@ def run(*, quick: bool) -> list[tuple[str, list[dict]]]:
     note = "batch cut from 4096 to 256 on CPU" if on_cpu else ""
     wide = []
     for bf16 in (False, True):
-        row = time_net("4096x4", WIDE, batch, bf16=bf16, n_repeats=3, n_train=3, note=note)
-        ceiling = matmul_rate(batch, WIDE[0], bf16=bf16, n_repeats=3)
+        # Adam at lr 1e-3 destabilises a 4096-wide net within a few steps, so the energies
+        # compare one train step from the same start.
+        row = time_net("4096x4", WIDE, batch, bf16=bf16, n_repeats=3, n_train=1, note=note)
+        ceiling = matmul_rate(batch, WIDE[0], bf16=bf16, n_repeats=5)
         row["ceiling GFLOP/s"] = ceiling / 1e9
         row["roofline %"] = 100.0 * row["GFLOP/s"] * 1e9 / ceiling
         wide.append(row)
@@ -130,7 +140,8 @@ def run(*, quick: bool) -> list[tuple[str, list[dict]]]:
         f"{wide[0]['ms/step'] / wide[1]['ms/step']:.2f}x vs default, "
         f"final E {100 * (e16 - e32) / abs(e32):+.2f}%")
     tables.append((f"PC train step, wide net; needed FLOPs = {needed_flops(WIDE, batch):.3e} per step "
-                   f"(87 products of 2*B*4096^2); ceiling = one [B,4096]x[4096,4096] jnp.dot", wide))
+                   f"(87 products of 2*B*4096^2); ceiling = fastest of 5 [B,4096]x[4096,4096] jnp.dot; "
+                   f"E after 1 train step", wide))
     return tables
 
 

@@ -11,7 +11,8 @@ Two layers:
 from pcmusic.pc import maps
 from pcmusic.pc.amortised import Encoder, amortised_loss, amortised_step, encode
 from pcmusic.pc.clamp import partition
-from pcmusic.pc.energy import Hierarchy, HierarchySpecError, energy, gaussian_term, init_params, predict
+from pcmusic.pc.energy import Hierarchy, energy, gaussian_term, init_params, predict
+from pcmusic.pc.errors import HierarchySpecError
 from pcmusic.pc.hierarchy import (batch_size, clamp_levels, energy_fn, predict_top_down,
                                   replace_levels, settle)
 from pcmusic.pc.inference import InferenceResult, check, infer

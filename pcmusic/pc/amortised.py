@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import optax
 
 from pcmusic.pc import optim
-from pcmusic.pc.energy import HierarchySpecError
+from pcmusic.pc.errors import HierarchySpecError
 from pcmusic.pc.hierarchy import batch_size
 from pcmusic.pc.maps import Map
 

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pcmusic.pc.energy import HierarchySpecError
+from pcmusic.pc.errors import HierarchySpecError
 
 Pytree = Any
 

@@ -28,7 +28,7 @@ from typing import Any, Callable, Sequence
 import jax
 import jax.numpy as jnp
 
-from pcmusic.errors import PcmusicError
+from pcmusic.pc.errors import HierarchySpecError
 from pcmusic.pc.maps import Map
 
 Pytree = Any
@@ -36,10 +36,6 @@ MapFn = Callable[[Any, Pytree], Pytree]
 PriorFn = Callable[[Pytree, jax.Array], jax.Array]
 ScheduleFn = Callable[[jax.Array], jax.Array]
 TransformFn = Callable[[Pytree, jax.Array], Pytree]
-
-
-class HierarchySpecError(PcmusicError):
-    """A hierarchy spec, params or latents that do not fit together."""
 
 
 def _per_level(name: str, values: Sequence | None, n_levels: int) -> tuple:
@@ -99,7 +95,7 @@ def init_params(hierarchy: Hierarchy, map_params: Sequence, latents: Sequence, *
     """
     if len(map_params) != hierarchy.n_levels - 1:
         raise HierarchySpecError(f"got {len(map_params)} map params for {hierarchy.n_levels - 1} maps")
-    _check_n_levels(hierarchy, latents)
+    check_n_levels(hierarchy, latents)
 
     def lp(x):
         shape = tuple(x.shape[1:]) if per_unit else ()
@@ -110,7 +106,7 @@ def init_params(hierarchy: Hierarchy, map_params: Sequence, latents: Sequence, *
             "top_mean": jax.tree.map(lambda x: jnp.zeros(x.shape[1:], jnp.float32), latents[-1])}
 
 
-def _check_n_levels(hierarchy: Hierarchy, latents: Sequence) -> None:
+def check_n_levels(hierarchy: Hierarchy, latents: Sequence) -> None:
     if len(latents) != hierarchy.n_levels:
         raise HierarchySpecError(f"got {len(latents)} latent levels for a hierarchy of "
                                  f"{hierarchy.n_levels} levels (one pytree per level, bottom first)")
@@ -178,7 +174,7 @@ def energy(hierarchy: Hierarchy, params: dict, latents: Sequence, *, step: jax.A
     term of level l plus its extra prior; the top prior for level L), "errors": tuple of
     n_levels pytrees z_l - g_l(z_{l+1}) (level L: z_L - mu_L, or None without top prior)}.
     """
-    _check_n_levels(hierarchy, latents)
+    check_n_levels(hierarchy, latents)
     step = jnp.asarray(step, jnp.int32)
     n_top = hierarchy.n_levels - 1
     errors, terms = [], []

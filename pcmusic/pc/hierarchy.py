@@ -11,7 +11,8 @@ import jax
 import optax
 
 from pcmusic.pc import clamp as clamp_lib
-from pcmusic.pc.energy import Hierarchy, HierarchySpecError, _check_n_levels, energy, predict
+from pcmusic.pc.energy import Hierarchy, check_n_levels, energy, predict
+from pcmusic.pc.errors import HierarchySpecError
 from pcmusic.pc.inference import InferenceResult, infer
 
 Pytree = Any
@@ -34,7 +35,7 @@ def energy_fn(hierarchy: Hierarchy, params: dict, latents: Sequence, *, clamp: P
     here, once, from `latents` (a measured 78% -> 81% of the matmul roofline on a wide net,
     shared/RESEARCH.md section 2). Call inside the same jit as `infer`.
     """
-    _check_n_levels(hierarchy, latents)
+    check_n_levels(hierarchy, latents)
     fixed = clamp_lib.fixed_levels(clamp_lib.partition(_as_list(clamp), list(latents)), latents)
     predictions = tuple(predict(hierarchy, params, latents, level) if fixed[level + 1] else None
                         for level in range(hierarchy.n_levels - 1))

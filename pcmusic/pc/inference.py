@@ -3,9 +3,10 @@
 `infer(energy_fn, latents, optimizer=..., n_steps=...)` runs a `lax.scan` of `n_steps`
 gradient steps (or, with `tol`, a bounded `lax.while_loop` that stops at equilibrium).
 Every step checks for divergence (non-finite energy, or an energy that rose more than
-`divergence_factor` times the initial magnitude); on divergence the latents go back to
-the last state with a good energy and stop moving, and the result carries the step and
-the level to blame. `check(result)` turns that into `InferenceDivergence` on the host.
+`divergence_factor` times the initial magnitude). On divergence the result holds the
+last state with a good energy (recomputed after the loop by replaying the deterministic
+steps, so the hot loop keeps no copy of it), the first bad step and the level to blame;
+`check(result)` turns that into `InferenceDivergence` on the host.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from pcmusic.errors import InferenceDivergence
 from pcmusic.pc import clamp as clamp_lib
 from pcmusic.pc import optim
 from pcmusic.pc import trajectory as traj_lib
+from pcmusic.pc.errors import HierarchySpecError
 
 Pytree = Any
 EnergyFn = Callable[[Pytree, jax.Array], tuple[jax.Array, Any]]
@@ -110,7 +112,7 @@ def infer(energy_fn: EnergyFn, latents: Pytree, *, optimizer: optax.GradientTran
     optimizer: optax transformation applied to the latents (e.g. `optax.sgd(0.1)`).
     n_steps: static number of steps (the maximum when `tol` is given).
     clamp: see `pcmusic.pc.clamp` (whole subtrees or element masks that never move).
-    tol: stop before step t once the RMS of dE/dz over the free entries is <= tol
+    tol: stop after step t once the RMS of dE/dz(z_t) over the free entries is <= tol
         (equilibrium); runs a bounded `lax.while_loop`.
     record_stride: record the state every `record_stride` steps (see `trajectory`).
     divergence_factor: flag energies with E_t - E_0 > factor * (|E_0| + 1); None checks
@@ -119,7 +121,7 @@ def infer(energy_fn: EnergyFn, latents: Pytree, *, optimizer: optax.GradientTran
     clamps) and `vmap` it over multi-start initial latents.
     """
     if n_steps < 1:
-        raise ValueError(f"n_steps must be >= 1, got {n_steps}")
+        raise HierarchySpecError(f"n_steps must be >= 1, got {n_steps}")
     part = clamp_lib.partition(clamp, latents)
     free0, fixed = clamp_lib.split(part, latents)
     masks = clamp_lib.free_masks(part)

@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from pcmusic.pc.errors import HierarchySpecError
+
 Params = Any
 
 
@@ -90,7 +92,7 @@ def upsample(n_in: int, n_out: int, *, factor: int, kernel_size: int | None = No
     `x[t] @ w[k]`.
     """
     if factor < 1:
-        raise ValueError(f"upsample factor must be a positive integer, got {factor}")
+        raise HierarchySpecError(f"upsample factor must be a positive integer, got {factor}")
     k_size = kernel_size or 2 * factor
     act = activation or _identity
     # Output frame j = t*factor + k - pad; this pad centres the kernel so that the

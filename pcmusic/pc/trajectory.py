@@ -24,13 +24,15 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from pcmusic.pc.errors import HierarchySpecError
+
 Pytree = Any
 
 
 def n_records(n_steps: int, stride: int) -> int:
     """Number of records R for a run of `n_steps` with `stride`."""
     if stride < 1:
-        raise ValueError(f"record_stride must be >= 1, got {stride}")
+        raise HierarchySpecError(f"record_stride must be >= 1, got {stride}")
     return -(-n_steps // stride)
 
 
