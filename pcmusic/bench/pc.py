@@ -36,7 +36,7 @@ PARAM_LR = 1e-3
 
 
 def build(widths: Sequence[int], batch: int, *, bf16: bool = False, seed: int = 0,
-          n_steps: int = N_INFERENCE_STEPS):
+          n_steps: int = N_INFERENCE_STEPS, check_every: int = 1):
     """(jitted step(params, opt_state, x, y) -> (params, opt_state, energy), params, opt_state, x, y).
 
     widths: input first, labels last (the anchors' order). x f32[batch, widths[0]] uniform
@@ -60,7 +60,7 @@ def build(widths: Sequence[int], batch: int, *, bf16: bool = False, seed: int = 
         latents = pc.replace_levels(pc.predict_top_down(hierarchy, params, x), {0: y})
         params, opt_state, result = pc.train_step(
             hierarchy, params, opt_state, latents, latent_optimizer=optax.sgd(LATENT_LR),
-            param_optimizer=optimizer, n_steps=n_steps, clamp=clamp)
+            param_optimizer=optimizer, n_steps=n_steps, clamp=clamp, check_every=check_every)
         return params, opt_state, result.energy / jnp.float32(batch)
 
     return jax.jit(step), params, optimizer.init(params), x, y

@@ -49,7 +49,7 @@ def energy_fn(hierarchy: Hierarchy, params: dict, latents: Sequence, *, clamp: P
 def settle(hierarchy: Hierarchy, params: dict, latents: Sequence, *,
            optimizer: optax.GradientTransformation, n_steps: int, clamp: Pytree = None,
            tol: float | None = None, record_stride: int | None = None,
-           divergence_factor: float | None = 1e3) -> InferenceResult:
+           divergence_factor: float | None = 1e3, check_every: int = 1) -> InferenceResult:
     """Run inference on the hierarchical energy from `latents` (clamped entries stay put).
 
     latents: n_levels pytrees (level 0 first), leaves float32 `[batch, ...]`; clamped
@@ -60,7 +60,8 @@ def settle(hierarchy: Hierarchy, params: dict, latents: Sequence, *,
     latents = list(latents)
     fn = energy_fn(hierarchy, params, latents, clamp=clamp)
     result = infer(fn, latents, optimizer=optimizer, n_steps=n_steps, clamp=_as_list(clamp),
-                   tol=tol, record_stride=record_stride, divergence_factor=divergence_factor)
+                   tol=tol, record_stride=record_stride, divergence_factor=divergence_factor,
+                   check_every=check_every)
     return result._replace(latents=tuple(result.latents))
 
 
