@@ -233,3 +233,34 @@ def test_generic_infer_on_a_user_energy():
     np.testing.assert_allclose(out.latents["a"], target["a"], atol=1e-5)
     np.testing.assert_allclose(out.latents["b"], target["b"], atol=1e-5)
     assert out.aux["energies"].shape == (2,)
+
+
+def test_check_every_k_and_a_bad_final_update():
+    h0, params, latents = TANH
+    opt = optax.sgd(0.05)
+    every = pc.settle(h0, params, latents, optimizer=opt, n_steps=23, clamp=CLAMP_BOTTOM)
+    sparse = pc.settle(h0, params, latents, optimizer=opt, n_steps=23, clamp=CLAMP_BOTTOM,
+                       check_every=5)
+    # the same trajectory; only the checked steps (0, 5, 10, ...) have energies
+    for a, b in zip(every.latents, sparse.latents):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    history = np.asarray(sparse.energy_history)
+    np.testing.assert_allclose(history[::5], np.asarray(every.energy_history)[::5], rtol=1e-6)
+    assert np.isnan(np.delete(history, np.arange(0, 23, 5))).all()
+
+    # NaN appearing at step 7 is found at the next check (10); the last good check (5) is returned
+    poisoned = lambda z, step: jnp.where(step >= 7, jnp.float32(jnp.nan), jnp.float32(0.0))
+    h = pc.Hierarchy(maps=h0.maps, priors=(None, None, poisoned))
+    out = pc.settle(h, params, latents, optimizer=opt, n_steps=23, clamp=CLAMP_BOTTOM, check_every=5)
+    assert int(out.bad_step) == 10 and int(out.bad_level) == 2 and int(out.n_steps) == 5
+    at5 = pc.settle(h0, params, latents, optimizer=opt, n_steps=5, clamp=CLAMP_BOTTOM)
+    np.testing.assert_allclose(out.latents[2], at5.latents[2], rtol=1e-6, atol=1e-7)
+
+    # a state made bad by the very last update (never checked inside the loop)
+    last = lambda z, step: jnp.where(step >= 23, jnp.float32(jnp.inf), jnp.float32(0.0))
+    h = pc.Hierarchy(maps=h0.maps, priors=(None, last, None))
+    out = pc.settle(h, params, latents, optimizer=opt, n_steps=23, clamp=CLAMP_BOTTOM)
+    assert bool(out.diverged) and int(out.bad_step) == 23 and int(out.bad_level) == 1
+    assert int(out.n_steps) == 22 and np.isfinite(float(out.energy))
+    with pytest.raises(pc.HierarchySpecError, match="record_stride"):
+        pc.settle(h0, params, latents, optimizer=opt, n_steps=23, check_every=5, record_stride=7)

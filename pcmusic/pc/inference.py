@@ -33,10 +33,10 @@ class InferenceResult(NamedTuple):
 
     latents: the settled latents (same structure as the input latents).
     energy: f32[] energy of `latents` (evaluated at step `n_steps`); aux: its aux.
-    energy_history: f32[n_steps] E(z_t) before update t (NaN for steps not run or past
-        a divergence).
+    energy_history: f32[n_steps] E(z_t) before update t (NaN for steps not run, not
+        checked, or from the first bad step on).
     n_steps: int32[] updates that produced `latents` (fewer than asked with `tol`; on
-        divergence the last good state, bad_step - 1).
+        divergence the last good checked step: bad_step - 1 when check_every = 1).
     diverged: bool[]; bad_step, bad_level: int32[] (-1 when fine; level -1 if unknown).
     trajectory: None, or the dict described in `pcmusic.pc.trajectory`.
     """
@@ -163,7 +163,8 @@ def infer(energy_fn: EnergyFn, latents: Pytree, *, optimizer: optax.GradientTran
         g = [gi if m is None else jnp.where(m, jnp.zeros_like(gi), gi) for gi, m in zip(g, masks)]
         return update(free, opt_state, g)
 
-    def body(c: _Carry) -> _Carry:
+    def body(c: _Carry, length: int = k) -> _Carry:
+        """One checked step, then `length - 1` gradient-only steps."""
         e, aux, g = value_and_grad(c.free, c.t)
         terms = _terms(aux)
         first = c.t == 0
@@ -178,13 +179,13 @@ def infer(energy_fn: EnergyFn, latents: Pytree, *, optimizer: optax.GradientTran
         # step. A diverged run keeps moving (garbage, never returned); the last good
         # state is recomputed after the loop by replaying the deterministic steps.
         new, opt_state = update(c.free, c.opt_state, g)
-        for i in range(1, k):  # unchecked steps: gradient only
+        for i in range(1, length):  # unchecked steps: gradient only
             new, opt_state = plain_step(new, opt_state, c.t + i)
         valid = jnp.where(c.ok & ~bad, e, jnp.nan)
         record = c.record
         if record is not None:
             record = traj_lib.write(record, c.t, record_stride, full(c.free), valid, aux)
-        return _Carry(free=new, opt_state=opt_state, t=c.t + k,
+        return _Carry(free=new, opt_state=opt_state, t=c.t + length,
                       good_t=jnp.where(c.ok & ~bad, c.t, c.good_t), ok=c.ok & ~bad,
                       done=c.done | converged, bad_step=jnp.where(newly, c.t, c.bad_step),
                       bad_terms=None if terms is None else jnp.where(newly, terms, c.bad_terms),
@@ -197,20 +198,17 @@ def infer(energy_fn: EnergyFn, latents: Pytree, *, optimizer: optax.GradientTran
                   bad_step=jnp.int32(-1),
                   bad_terms=zeros_terms, e_ref=jnp.float32(0.0), terms_ref=zeros_terms,
                   history=jnp.full((n_steps,), jnp.nan, jnp.float32), record=record0)
+    # Blocks of k steps (a shorter last block when k does not divide n_steps).
     n_blocks, n_rest = divmod(n_steps, k)
     if tol is None:
         c, _ = lax.scan(lambda c, _: (body(c), None), init, None, length=n_blocks)
-        free, opt_state = c.free, c.opt_state
-        for i in range(n_rest):
-            free, opt_state = plain_step(free, opt_state, c.t + i)
-        c = c._replace(free=free, opt_state=opt_state, t=c.t + n_rest)
+        if n_rest:
+            c = body(c, n_rest)
     else:
         c = lax.while_loop(lambda c: (c.t + k <= n_steps) & c.ok & ~c.done, body, init)
-        if n_rest:
-            def rest(c):
-                free, opt_state = plain_step(c.free, c.opt_state, c.t)
-                return c._replace(free=free, opt_state=opt_state, t=c.t + 1)
-            c = lax.while_loop(lambda c: (c.t < n_steps) & c.ok & ~c.done, rest, c)
+        if n_rest:  # at most one more (short) block
+            c = lax.while_loop(lambda c: (c.t < n_steps) & c.ok & ~c.done,
+                               lambda c: body(c, n_rest), c)
 
     # Finish without a conditional or a copy on the common path, so that the final energy
     # is one forward pass on the latents the loop produced (which a following learning

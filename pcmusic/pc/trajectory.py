@@ -13,7 +13,9 @@ is a dict:
     "errors":   tuple of n_levels pytrees, leaves [R, batch, ...]  z_l - g_l(z_{l+1})
     (a non-dict aux is stored under "aux").
 
-Recorded energies are those of the recorded latents: `replay(energy_fn, trajectory)`
+With `check_every=k` in `infer`, `record_stride` must be a multiple of k. Records from
+the first bad step of a diverged run on hold that run's (discarded) state with energy
+NaN. Recorded energies are those of the recorded latents: `replay(energy_fn, trajectory)`
 recomputes them (a check, and a way to evaluate other quantities along the path).
 """
 from __future__ import annotations
