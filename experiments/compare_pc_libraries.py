@@ -201,6 +201,12 @@ LIBRARIES = {"pcmusic": (sys.executable, PCMUSIC.replace("CHECK_EVERY", "1")),
              "JPC": (BENCH / "jpc/bin/python", JPC), "FabricPC": (BENCH / "fabricpc/bin/python", FABRICPC)}
 
 
+NOTES = {"PCX": "pin jax<0.5 overridden (+ equinox 0.13)",
+         "JPC": "--no-deps; jaxlib.xla_extension import patched",
+         "pcmusic": "energy checked every step",
+         "pcmusic check_every=20": "energy checked at step 0 and the end"}
+
+
 def _pip(venv: pathlib.Path, *args: str) -> None:
     subprocess.run([str(venv / "bin/python"), "-m", "pip", "install", "-q", *args], check=True)
 
@@ -285,7 +291,7 @@ def main() -> None:
                 continue
             rows.append({"library": name, "version": r["version"], "jax": r["jax"],
                          "ms/step (median)": r["ms_median"], "ms/step (min)": r["ms_min"],
-                         "vs pcmusic": f"{r['ms_median'] / base:.2f}x", "note": ""})
+                         "vs pcmusic": f"{r['ms_median'] / base:.2f}x", "note": NOTES.get(name, "")})
         title = (f"PC train step, {net}, batch {batch}, T=20 SGD + 1 Adam; best of {args.rounds} "
                  f"rounds; {machine_description()}")
         print(format_table(title, rows), flush=True)

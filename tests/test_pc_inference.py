@@ -264,3 +264,25 @@ def test_check_every_k_and_a_bad_final_update():
     assert int(out.n_steps) == 22 and np.isfinite(float(out.energy))
     with pytest.raises(pc.HierarchySpecError, match="record_stride"):
         pc.settle(h0, params, latents, optimizer=opt, n_steps=23, check_every=5, record_stride=7)
+
+
+def test_schedules_transforms_and_priors_enter_the_energy_per_step():
+    h0, params, latents = TANH
+    _, aux0 = pc.energy(h0, params, latents)
+    blur = lambda err, step: jnp.float32(0.5) * err  # a linear transform of the error
+    h = pc.Hierarchy(maps=h0.maps,
+                     precision_schedules=(lambda step: jnp.float32(2.0) ** step.astype(jnp.float32),
+                                          None, None),
+                     error_transforms=(None, blur, None),
+                     priors=(None, None, lambda z, step: jnp.sum(jnp.abs(z))))
+    for step in (0, 3):
+        _, aux = pc.energy(h, params, latents, step=step)
+        np.testing.assert_allclose(aux["energies"][0], 2.0**step * aux0["energies"][0], rtol=1e-5)
+        np.testing.assert_allclose(aux["energies"][1], 0.25 * aux0["energies"][1], rtol=1e-5)
+        np.testing.assert_allclose(aux["energies"][2],
+                                   aux0["energies"][2] + float(jnp.sum(jnp.abs(latents[2]))), rtol=1e-5)
+    # inside inference the step is the loop counter: the recorded level-0 terms follow 2^t
+    out = pc.settle(h, params, latents, optimizer=optax.sgd(1e-4), n_steps=4, clamp=(True, True, True),
+                    record_stride=1)
+    np.testing.assert_allclose(out.trajectory["energies"][:, 0] / out.trajectory["energies"][0, 0],
+                               [1.0, 2.0, 4.0, 8.0], rtol=1e-5)
