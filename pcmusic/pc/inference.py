@@ -141,10 +141,12 @@ def infer(energy_fn: EnergyFn, latents: Pytree, *, optimizer: optax.GradientTran
     def full(free):
         return clamp_lib.merge(part, free, fixed)
 
+    def masked(g):
+        return [x if m is None else jnp.where(m, jnp.zeros_like(x), x) for x, m in zip(g, masks)]
+
     def value_and_grad(free, step):
         (e, aux), g = jax.value_and_grad(lambda f: energy_fn(full(f), step), has_aux=True)(free)
-        g = [gi if m is None else jnp.where(m, jnp.zeros_like(gi), gi) for gi, m in zip(g, masks)]
-        return e, aux, g
+        return e, aux, masked(g)
 
     aux_shape = jax.eval_shape(lambda f: energy_fn(full(f), jnp.int32(0))[1], free0)
     has_terms = isinstance(aux_shape, dict) and "energies" in aux_shape
@@ -160,8 +162,7 @@ def infer(energy_fn: EnergyFn, latents: Pytree, *, optimizer: optax.GradientTran
 
     def plain_step(free, opt_state, step):
         g = jax.grad(lambda f: energy_fn(full(f), step)[0])(free)
-        g = [gi if m is None else jnp.where(m, jnp.zeros_like(gi), gi) for gi, m in zip(g, masks)]
-        return update(free, opt_state, g)
+        return update(free, opt_state, masked(g))
 
     def body(c: _Carry, length: int = k) -> _Carry:
         """One checked step, then `length - 1` gradient-only steps."""
