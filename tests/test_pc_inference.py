@@ -286,3 +286,24 @@ def test_schedules_transforms_and_priors_enter_the_energy_per_step():
                     record_stride=1)
     np.testing.assert_allclose(out.trajectory["energies"][:, 0] / out.trajectory["energies"][0, 0],
                                [1.0, 2.0, 4.0, 8.0], rtol=1e-5)
+
+
+def test_a_clamped_levels_prediction_is_computed_once_outside_the_loop():
+    h0, params, latents = TANH
+    calls = []
+
+    def counted(p, z):
+        calls.append(1)
+        return h0.maps[1](p, z)
+
+    h = pc.Hierarchy(maps=(h0.maps[0], counted))
+    clamp = (True, False, True)  # the top is clamped: its prediction of level 1 is constant
+    out = jax.jit(lambda p, z: pc.settle(h, p, z, optimizer=optax.sgd(0.05), n_steps=10,
+                                         clamp=clamp))(params, latents)
+    assert len(calls) == 1  # traced once, before the scan
+    # a jax-array mask clamps the same entries but is not static: no hoisting
+    mask = jnp.ones((B, 4), bool)
+    reference = pc.settle(h0, params, latents, optimizer=optax.sgd(0.05), n_steps=10,
+                          clamp=[True, False, mask])
+    assert len(calls) == 1
+    np.testing.assert_allclose(out.latents[1], reference.latents[1], rtol=1e-6, atol=1e-7)
