@@ -156,3 +156,34 @@ def test_train_step_is_deterministic_and_learns():
     assert all(np.array_equal(u, v) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
     assert ea == eb
     assert ea[-1] < 0.5 * ea[0]
+
+
+def test_hybrid_train_step_learns_the_model_and_the_encoder_together():
+    sizes = (6, 3)
+    dense = pc.maps.dense(3, 6, bias=False)
+    h = pc.Hierarchy(maps=(dense,))
+    enc_map = pc.maps.dense(6, 3)
+    enc = pc.Encoder(maps=(enc_map,))
+    keys = jax.random.split(jax.random.PRNGKey(11), 4)
+    w_true = jax.random.normal(keys[0], (3, 6))
+    xs = jax.random.normal(keys[1], (60, 32, 3)) @ w_true
+    params = pc.init_params(h, [dense.init(keys[2])], [xs[0], jnp.zeros((32, 3))])
+    enc_params = [enc_map.init(keys[3])]
+    popt, eopt = pc.freeze_except(optax.adam(0.03)), optax.adam(0.03)
+
+    @jax.jit
+    def train(params, enc_params):
+        def step(carry, x):
+            p, e, s, es = carry
+            p, e, s, es, res = pc.hybrid_train_step(
+                h, enc, p, e, s, es, x, latent_optimizer=optax.sgd(0.05), param_optimizer=popt,
+                encoder_optimizer=eopt, n_steps=30)
+            return (p, e, s, es), (res.energy, res.energy_history[0])
+        carry = (params, enc_params, popt.init(params), eopt.init(enc_params))
+        return lax.scan(step, carry, xs)[1]
+
+    settled, initial = train(params, enc_params)
+    assert float(settled[-10:].mean()) < 0.2 * float(settled[:10].mean())   # the model learns
+    gap_start = float((initial[:10] - settled[:10]).mean())
+    gap_end = float((initial[-10:] - settled[-10:]).mean())
+    assert gap_end < 0.3 * gap_start  # the encoder's guess ends close to the settled state

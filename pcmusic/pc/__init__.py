@@ -9,7 +9,8 @@ Two layers:
   `predict_top_down` (generation), amortised encoders, and `maps` (dense/conv/upsample).
 """
 from pcmusic.pc import maps
-from pcmusic.pc.amortised import Encoder, amortised_loss, amortised_step, encode
+from pcmusic.pc.amortised import (Encoder, amortised_loss, amortised_step, encode,
+                                  hybrid_train_step)
 from pcmusic.pc.clamp import partition
 from pcmusic.pc.energy import Hierarchy, energy, gaussian_term, init_params, predict
 from pcmusic.pc.errors import HierarchySpecError
@@ -23,7 +24,7 @@ from pcmusic.pc.trajectory import replay
 __all__ = [
     "Encoder", "Hierarchy", "HierarchySpecError", "InferenceResult", "Map",
     "amortised_loss", "amortised_step", "batch_size", "check", "clamp_levels", "encode",
-    "energy", "energy_fn", "freeze_except", "gaussian_term", "infer", "init_params", "learn_step",
-    "make_train_step", "maps", "param_gradients", "partition", "predict", "predict_top_down",
-    "replace_levels", "replay", "settle", "train_step",
+    "energy", "energy_fn", "freeze_except", "gaussian_term", "hybrid_train_step", "infer",
+    "init_params", "learn_step", "make_train_step", "maps", "param_gradients", "partition",
+    "predict", "predict_top_down", "replace_levels", "replay", "settle", "train_step",
 ]

@@ -16,8 +16,11 @@ import jax.numpy as jnp
 import optax
 
 from pcmusic.pc import optim
+from pcmusic.pc.energy import Hierarchy
 from pcmusic.pc.errors import HierarchySpecError
-from pcmusic.pc.hierarchy import batch_size
+from pcmusic.pc.hierarchy import batch_size, settle
+from pcmusic.pc.inference import InferenceResult
+from pcmusic.pc.learning import learn_step
 from pcmusic.pc.maps import Map
 
 Pytree = Any
@@ -66,3 +69,26 @@ def amortised_step(encoder: Encoder, enc_params: Sequence, opt_state: Any, settl
     loss, grads = jax.value_and_grad(lambda p: amortised_loss(encoder, p, settled))(enc_params)
     enc_params, opt_state = optim.apply(optimizer, grads, opt_state, enc_params)
     return enc_params, opt_state, loss
+
+
+def hybrid_train_step(hierarchy: Hierarchy, encoder: Encoder, params: dict, enc_params: Sequence,
+                      opt_state: Any, enc_opt_state: Any, bottom: Pytree, *,
+                      latent_optimizer: optax.GradientTransformation,
+                      param_optimizer: optax.GradientTransformation,
+                      encoder_optimizer: optax.GradientTransformation, n_steps: int,
+                      **infer_options) -> tuple[dict, Any, Any, Any, InferenceResult]:
+    """Hybrid PC in one traceable step: encode, settle (bottom clamped), learn both.
+
+    bottom: level-0 pytree (the observation), leaves `[batch, ...]`. `infer_options` go to
+    `settle` (e.g. `check_every`, `tol`). Returns (params, enc_params, opt_state,
+    enc_opt_state, result); jit it whole.
+    """
+    latents = jax.lax.stop_gradient(encode(encoder, enc_params, bottom))
+    clamp = (True,) + (False,) * (hierarchy.n_levels - 1)
+    result = settle(hierarchy, params, latents, optimizer=latent_optimizer, n_steps=n_steps,
+                    clamp=clamp, **infer_options)
+    params, opt_state, _ = learn_step(hierarchy, params, opt_state, result.latents,
+                                      optimizer=param_optimizer, step=result.n_steps)
+    enc_params, enc_opt_state, _ = amortised_step(encoder, enc_params, enc_opt_state, result.latents,
+                                                  optimizer=encoder_optimizer)
+    return params, enc_params, opt_state, enc_opt_state, result
