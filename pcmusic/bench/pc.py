@@ -53,7 +53,7 @@ def build(widths: Sequence[int], batch: int, *, bf16: bool = False, seed: int = 
     y = jax.nn.one_hot(jax.random.randint(k_y, (batch,), 0, sizes[0]), sizes[0], dtype=jnp.float32)
     example = [jnp.zeros((batch, n), jnp.float32) for n in sizes]
     params = pc.init_params(hierarchy, map_params, example)
-    optimizer = optax.adam(PARAM_LR)
+    optimizer = pc.freeze_except(optax.adam(PARAM_LR))  # the weights (maps) only
     clamp = pc.clamp_levels(len(sizes), [0, n_maps])
 
     def step(params, opt_state, x, y):
