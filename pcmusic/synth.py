@@ -183,7 +183,7 @@ def harmonic(f0_hz, amplitudes, *, sample_rate, hop: int,
     gain = _fade_gain(f0_hz[..., None] * k, sample_rate=sample_rate, axis=-2)
     coefs = amplitudes * gain
     coefs = jnp.concatenate([coefs, coefs[..., -1:, :]], axis=-2)
-    return harmonic_sum(theta, coefs).reshape(f0_hz.shape[:-1] + (n_frames * hop,))
+    return harmonic_sum(theta, coefs)
 
 
 def sinusoids(freqs_hz, amplitudes, *, sample_rate, hop: int,
