@@ -214,8 +214,9 @@ def test_vmap_over_multi_start_matches_single_runs():
 
     batched = jax.jit(jax.vmap(run))(starts)
     assert batched.energy.shape == (3,) and not bool(batched.diverged.any())
+    run_one = jax.jit(run)
     for i in range(3):
-        single = run(starts[i])
+        single = run_one(starts[i])
         np.testing.assert_allclose(batched.latents[2][i], single.latents[2], rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(batched.energy[i], single.energy, rtol=1e-5)
 
