@@ -1,0 +1,126 @@
+"""The sensory level: what the network hears (phi(x)) and what it predicts (phi(synth(c))).
+
+phi is a tuple of log-magnitude spectrograms at several FFT sizes (hop n_fft // 4,
+Hann, `pcmusic.spectral` scaling, log floor eps). The prediction renders the partials
+of the controls through the oscillator bank and adds the filtered-noise part *in
+expectation*: its power per bin is the band magnitude squared times the window's
+noise gain sum(w^2) / sum(w)^2. A sampled noise render would add random spectral
+fluctuations that no latent can explain; the expectation is the noise model's
+prediction proper, and it is deterministic and smooth in the controls.
+
+The sensory error of resolution r is weighted by hop_r / hop (its frames per control
+frame), so every resolution counts per unit of time alike and the energy of a clip
+grows with its length.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pcmusic import controls as controls_lib
+from pcmusic import spectral
+from pcmusic.synth import _band_to_bin_matrix
+
+DEFAULT_EPS = spectral.DEFAULT_EPS
+
+
+def default_resolutions(sample_rate: int) -> tuple[int, ...]:
+    """FFT sizes from ~128 ms down to ~16 ms (powers of two) for `sample_rate`.
+
+    Shorter windows than 16 ms resolve no harmonics of the pitches we model; the
+    longest resolves partials 40 Hz apart, for low notes.
+    """
+    return tuple(n for n in spectral.default_resolutions(sample_rate) if n >= 0.012 * sample_rate)
+
+
+@dataclasses.dataclass(frozen=True)
+class SensorySpec:
+    """sample_rate: Hz. resolutions: FFT sizes (() picks `default_resolutions`).
+    eps: log floor (linear magnitude), relative to audio normalised to RMS ~0.1."""
+
+    sample_rate: int = 16000
+    resolutions: tuple[int, ...] = ()
+    eps: float = DEFAULT_EPS
+
+    def __post_init__(self):
+        if not self.resolutions:
+            object.__setattr__(self, "resolutions", default_resolutions(self.sample_rate))
+
+
+def n_feature_frames(n_samples: int, n_fft: int) -> int:
+    return 1 + n_samples // (n_fft // 4)
+
+
+def observe(audio, spec: SensorySpec) -> tuple[jax.Array, ...]:
+    """phi(x): float32 audio `[B, n_samples]` -> tuple of `[B, frames_r, n_fft_r // 2 + 1]`."""
+    audio = jnp.asarray(audio, jnp.float32)
+    return tuple(spectral.log_magnitude(spectral.stft(audio, n_fft=n, hop=n // 4), eps=spec.eps)
+                 for n in spec.resolutions)
+
+
+def _frame_interpolation(n_out: int, hop_out: int, n_in: int, hop_in: int) -> np.ndarray:
+    """[n_out, n_in] linear interpolation from frames at m*hop_in to frames at m*hop_out."""
+    position = np.minimum(np.arange(n_out) * hop_out / hop_in, n_in - 1)
+    matrix = np.zeros((n_out, n_in), np.float32)
+    if n_in == 1:
+        matrix[:, 0] = 1.0
+        return matrix
+    lower = np.minimum(np.floor(position).astype(int), n_in - 2)
+    frac = position - lower
+    matrix[np.arange(n_out), lower] = 1.0 - frac
+    matrix[np.arange(n_out), lower + 1] += frac
+    return matrix
+
+
+def expected_noise_power(noise_mag: jax.Array, *, n_fft: int, n_samples: int, hop: int) -> jax.Array:
+    """Expected STFT power of the filtered-noise part at one resolution.
+
+    noise_mag: float32 `[B, n_frames, n_bands]` linear band magnitudes (control rate).
+    Returns float32 `[B, frames_r, n_fft // 2 + 1]` (the `spectral.stft` scaling).
+    """
+    n_frames, n_bands = noise_mag.shape[-2:]
+    window = spectral.get_window("hann", n_fft).astype(np.float64)
+    gain = np.float32((window ** 2).sum() / window.sum() ** 2)
+    in_time = _frame_interpolation(n_feature_frames(n_samples, n_fft), n_fft // 4, n_frames, hop)
+    to_bins = _band_to_bin_matrix(n_bands, n_fft // 2 + 1)
+    mag = jnp.einsum("tf,bfk,kn->btn", jnp.asarray(in_time), noise_mag, jnp.asarray(to_bins))
+    return gain * jnp.square(mag)
+
+
+def predict(controls: dict, cspec: controls_lib.ControlSpec, spec: SensorySpec) -> tuple[jax.Array, ...]:
+    """phi(synth(c)) with the noise part in expectation; same structure as `observe`."""
+    partials = controls_lib.render_partials(controls, cspec)
+    noise = controls_lib.noise_magnitudes(controls)
+    n_samples = partials.shape[-1]
+    out = []
+    for n in spec.resolutions:
+        power = spectral.power(spectral.stft(partials, n_fft=n, hop=n // 4))
+        power = power + expected_noise_power(noise, n_fft=n, n_samples=n_samples, hop=cspec.hop)
+        out.append(0.5 * jnp.log(power + jnp.float32(spec.eps) ** 2))
+    return tuple(out)
+
+
+def resolution_weights(spec: SensorySpec, hop: int) -> tuple[float, ...]:
+    """Per-resolution error weights hop_r / hop (frames of resolution r per control frame)."""
+    return tuple((n // 4) / hop for n in spec.resolutions)
+
+
+def blur(errors: tuple, blur_hz, spec: SensorySpec) -> tuple:
+    """Blur each resolution's log-spectral error along frequency (coarse-to-fine).
+
+    Blurring the error is blurring both the heard and the predicted spectra (blur is
+    linear), which widens the basin of each partial so gradient descent on f0 is not
+    trapped between harmonics. blur_hz may be traced (annealed inside scan).
+    """
+    return tuple(spectral.blur_log_spectrum(e, blur_hz, sample_rate=spec.sample_rate) for e in errors)
+
+
+def weighted_square_error(errors: tuple, spec: SensorySpec, hop: int) -> jax.Array:
+    """0.5 * sum_r w_r * sum(e_r^2) per batch element: float32 `[B]`."""
+    total = 0.0
+    for e, w in zip(errors, resolution_weights(spec, hop)):
+        total = total + jnp.float32(0.5 * w) * jnp.sum(jnp.square(e), axis=tuple(range(1, e.ndim)))
+    return total
