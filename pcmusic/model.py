@@ -1,0 +1,229 @@
+"""The audio hierarchy: learned levels above the oscillator controls.
+
+Levels, top to bottom (DESIGN.md), with frame rates falling with height:
+
+    top   [B, 1, d_top]               clip-level intent (prior N(0, I))
+      | g_top: dense, tiled over the phrase frames
+    z3    [B, F / (r1 r2), d3]        phrase level
+      | g3: transposed conv (x r2, tanh), conv
+    z2    [B, F / r1, d2]             event level
+      | g2: transposed conv (x r1, tanh), linear heads
+    controls (pcmusic.controls)       f0 in Hz (as log2), partial amplitudes, noise, stiffness
+      | fixed oscillator bank + phi (pcmusic.sensory)
+    sensory level
+
+The part above the controls is a `pcmusic.pc.Hierarchy` whose level 0 is the
+control state, so its energy, learning and probing come from the generic engine;
+`pcmusic.perceive` adds the sensory term and the default structural prior. A
+bottom-up amortised encoder (controls -> z2 -> z3 -> top, strided pooling and
+convs) proposes the upper latents and is trained to predict the settled ones
+(hybrid inference). Precisions are learnable per leaf (log-determinant included).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pcmusic import controls as controls_lib
+from pcmusic import pc, priors, sensory
+from pcmusic.errors import PcmusicError
+from pcmusic.pc import maps
+
+F0_CENTRE_HZ = 220.0   # heads start predicting this f0 (log2 offset 0)
+AMP_BIAS = -6.0        # and this log amplitude (-52 dB): quiet until learned
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """Hyper-parameters of the audio hierarchy (hashable: static under jit).
+
+    latent_dims: channels of (z2, z3, top). rate_factors: frame-rate ratios
+    (controls : z2, z2 : z3). hidden: channels of the maps' hidden layers.
+    control_log_precision: initial log precision of the control-level error for
+    log2 f0 (octaves^-2); the other control leaves and latents start at 0 (pi = 1).
+    """
+
+    controls: controls_lib.ControlSpec = controls_lib.ControlSpec()
+    sensory: sensory.SensorySpec = sensory.SensorySpec()
+    prior: priors.ControlPrior = priors.ControlPrior()
+    latent_dims: tuple[int, int, int] = (32, 32, 16)
+    rate_factors: tuple[int, int] = (4, 4)
+    hidden: int = 64
+    kernel_size: int = 5
+    control_log_precision: float = float(np.log(100.0))
+
+    def __post_init__(self):
+        if len(self.latent_dims) != 3 or len(self.rate_factors) != 2:
+            raise PcmusicError(f"latent_dims needs 3 entries (z2, z3, top) and rate_factors 2; got "
+                               f"{self.latent_dims}, {self.rate_factors}")
+        if self.sensory.sample_rate != self.controls.sample_rate:
+            raise PcmusicError(f"sensory sample_rate {self.sensory.sample_rate} != controls "
+                               f"sample_rate {self.controls.sample_rate}")
+
+    @property
+    def frames_per_top(self) -> int:
+        return self.rate_factors[0] * self.rate_factors[1]
+
+    def pad_frames(self, n_frames: int) -> int:
+        """Smallest multiple of r1 * r2 frames >= n_frames (levels need whole frames)."""
+        k = self.frames_per_top
+        return max(k, -(-n_frames // k) * k)
+
+    def bind(self, params: dict) -> "BoundModel":
+        return BoundModel(self, params)
+
+
+def _control_heads(spec: ModelSpec):
+    c = spec.controls
+    sizes = {"log2_f0": c.n_voices, "log_amp": c.n_voices * c.n_harmonics, "log_noise": c.n_noise_bands}
+    if c.inharmonic:
+        sizes["log_inharm"] = c.n_voices
+    return sizes
+
+
+def _generative_maps(spec: ModelSpec, n_frames: int):
+    """(g2, g3, g_top) for a clip of `n_frames` control frames."""
+    d2, d3, dt = spec.latent_dims
+    r1, r2 = spec.rate_factors
+    n_top_frames = n_frames // (r1 * r2)
+    c = spec.controls
+    trunk2 = maps.upsample(d2, spec.hidden, factor=r1, activation=jnp.tanh)
+    heads = {name: maps.dense(spec.hidden, n) for name, n in _control_heads(spec).items()}
+    trunk3 = maps.compose(maps.upsample(d3, spec.hidden, factor=r2, activation=jnp.tanh),
+                          maps.conv1d(spec.hidden, d2, kernel_size=spec.kernel_size))
+    top = maps.dense(dt, d3)
+
+    def g2(p, z2):
+        h = trunk2.apply(p["trunk"], z2)                       # [B, F, hidden]
+        out = {name: m.apply(p["heads"][name], h) for name, m in heads.items()}
+        b, f = h.shape[:2]
+        pred = {"log2_f0": jnp.moveaxis(out["log2_f0"], -1, 1) + np.float32(np.log2(F0_CENTRE_HZ)),
+                "log_amp": jnp.moveaxis(out["log_amp"].reshape(b, f, c.n_voices, c.n_harmonics), 2, 1)
+                + np.float32(AMP_BIAS),
+                "log_noise": out["log_noise"] + np.float32(AMP_BIAS)}
+        if c.inharmonic:
+            pred["log_inharm"] = jnp.mean(out["log_inharm"], axis=1) + np.float32(spec.prior.inharm_mean)
+        return pred
+
+    def g3(p, z3):
+        return trunk3.apply(p, z3)
+
+    def g_top(p, t):
+        return jnp.broadcast_to(top.apply(p, t), (t.shape[0], n_top_frames, d3))
+
+    def init(key):
+        k = jax.random.split(key, 4 + len(heads))
+        p2 = {"trunk": trunk2.init(k[0]),
+              "heads": {name: m.init(kk) for (name, m), kk in zip(heads.items(), k[4:])}}
+        return (p2, trunk3.init(k[1]), top.init(k[2]))
+
+    return (g2, g3, g_top), init
+
+
+def _pool(x: jax.Array, factor: int) -> jax.Array:
+    """Mean over non-overlapping windows of `factor` frames: [B, F, C] -> [B, F / factor, C]."""
+    b, f, ch = x.shape
+    return jnp.mean(x.reshape(b, f // factor, factor, ch), axis=2)
+
+
+def control_features(controls: dict) -> jax.Array:
+    """Controls as one frame-wise feature array `[B, F, C]` for the encoder."""
+    b, v, f = controls["log2_f0"].shape
+    parts = [jnp.moveaxis(controls["log2_f0"], 1, 2) - np.float32(np.log2(F0_CENTRE_HZ)),
+             jnp.moveaxis(controls["log_amp"], 1, 2).reshape(b, f, -1) * 0.1,
+             controls["log_noise"] * 0.1]
+    return jnp.concatenate(parts, axis=-1)
+
+
+def _encoder_maps(spec: ModelSpec, n_features: int):
+    d2, d3, dt = spec.latent_dims
+    r1, r2 = spec.rate_factors
+    e2 = maps.compose(maps.conv1d(n_features, spec.hidden, kernel_size=spec.kernel_size,
+                                  activation=jnp.tanh),
+                      maps.pointwise(lambda x: _pool(x, r1)), maps.dense(spec.hidden, d2))
+    e3 = maps.compose(maps.conv1d(d2, spec.hidden, kernel_size=spec.kernel_size, activation=jnp.tanh),
+                      maps.pointwise(lambda x: _pool(x, r2)), maps.dense(spec.hidden, d3))
+    et = maps.compose(maps.pointwise(lambda x: jnp.mean(x, axis=1, keepdims=True)),
+                      maps.dense(d3, dt))
+    return (e2, e3, et)
+
+
+def n_control_features(c: controls_lib.ControlSpec) -> int:
+    """Channels of `control_features` for a control spec."""
+    return c.n_voices + c.n_voices * c.n_harmonics + c.n_noise_bands
+
+
+def upper_shapes(spec: ModelSpec, batch: int, n_frames: int) -> tuple:
+    d2, d3, dt = spec.latent_dims
+    r1, r2 = spec.rate_factors
+    return ((batch, n_frames // r1, d2), (batch, n_frames // (r1 * r2), d3), (batch, 1, dt))
+
+
+class BoundModel(NamedTuple):
+    """A ModelSpec with its params: the functions perception and generation call."""
+
+    spec: ModelSpec
+    params: dict
+
+    def hierarchy(self, n_frames: int) -> pc.Hierarchy:
+        g, _ = _generative_maps(self.spec, n_frames)
+        return pc.Hierarchy(maps=g, learn_precision=True, top_prior=True)
+
+    def encoder(self) -> pc.Encoder:
+        return pc.Encoder(maps=tuple(m.apply for m in _encoder_maps(
+            self.spec, n_control_features(self.spec.controls))))
+
+    def init_upper(self, controls: dict) -> tuple:
+        """Amortised guess of (z2, z3, top) from the controls."""
+        levels = pc.encode(self.encoder(), self.params["encoder"], control_features(controls))
+        return tuple(levels[1:])
+
+    def upper_energy(self, controls: dict, upper: tuple, *, step=0):
+        """pc energy of [controls, z2, z3, top]: (E, aux) with per-level energies [4]."""
+        n_frames = controls["log2_f0"].shape[-1]
+        return pc.energy(self.hierarchy(n_frames), self.params["pc"], [controls, *upper], step=step)
+
+    def predict_down(self, top: jax.Array, n_frames: int) -> tuple:
+        """(controls, z2, z3, top) predicted top-down from `top` `[B, 1, d_top]`."""
+        return pc.predict_top_down(self.hierarchy(n_frames), self.params["pc"], top)
+
+
+class AudioModel(NamedTuple):
+    """A trained (or initialised) audio model: static spec plus params pytree."""
+
+    spec: ModelSpec
+    params: dict
+
+    @property
+    def static(self) -> ModelSpec:
+        return self.spec
+
+    def bind(self) -> BoundModel:
+        return BoundModel(self.spec, self.params)
+
+
+def init_model(key: jax.Array, spec: ModelSpec) -> AudioModel:
+    """Fresh params for `spec`: {"pc": pc params (maps, log_precision, top_mean), "encoder": ...}."""
+    k_maps, k_enc = jax.random.split(key)
+    n_frames = spec.frames_per_top
+    _, init_g = _generative_maps(spec, n_frames)
+    example = [controls_lib.zeros(spec.controls, 1, n_frames),
+               *[jnp.zeros(s, jnp.float32) for s in upper_shapes(spec, 1, n_frames)]]
+    hier = pc.Hierarchy(maps=_generative_maps(spec, n_frames)[0], learn_precision=True)
+    params = pc.init_params(hier, init_g(k_maps), example)
+    log_precision = list(params["log_precision"])
+    log_precision[0] = dict(log_precision[0], log2_f0=jnp.float32(spec.control_log_precision))
+    params["log_precision"] = tuple(log_precision)
+    enc = _encoder_maps(spec, n_control_features(spec.controls))
+    enc_params = tuple(m.init(k) for m, k in zip(enc, jax.random.split(k_enc, len(enc))))
+    return AudioModel(spec, {"pc": params, "encoder": enc_params})
+
+
+def n_params(model: AudioModel) -> int:
+    return int(sum(math.prod(x.shape) for x in jax.tree.leaves(model.params)))
+
