@@ -147,25 +147,37 @@ def initial_controls(audio: jax.Array, *, cspec: controls_lib.ControlSpec, n_fra
     return c
 
 
-def _settle_clip(audio, model_params, *, cspec, sspec, prior, inference, record_stride, model_static):
-    """Encode and settle one normalised clip `[n_frames * hop]` from every octave start."""
+def settle(audio, *, cspec, sspec, prior, inference, model=None, shift=0.0,
+           record_stride: int | None = None) -> pc.InferenceResult:
+    """Encode and settle normalised clips `[B, n_frames * hop]` jointly (traceable).
+
+    The encoder proposes each clip's controls (shifted by `shift` octaves), the model
+    (a `BoundModel`, or None for the default prior) proposes the upper latents, and
+    one inference over the batch settles them. Returns the InferenceResult (latents
+    {"controls", "upper"} with leading batch axis B; the energy sums over the batch).
+    """
     n_frames = audio.shape[-1] // cspec.hop
+    c = jax.vmap(lambda x: initial_controls(x, cspec=cspec, n_frames=n_frames))(audio)
+    c = jax.tree.map(lambda a: a[:, 0], c)   # drop the per-clip batch axis of 1
+    c = dict(c, log2_f0=c["log2_f0"] + shift)
+    observed = sensory.observe(audio, sspec)
+    blur0 = inference.blur * jnp.median(jnp.exp2(c["log2_f0"][:, 0]), axis=-1)
+    latents = {"controls": c, "upper": () if model is None else model.init_upper(c)}
+    fn = make_energy_fn(observed, blur0, cspec=cspec, sspec=sspec, prior=prior,
+                        inference=inference, model=model)
+    return pc.infer(fn, latents, optimizer=latent_optimizer(latents, inference),
+                    n_steps=inference.n_steps, record_stride=record_stride)
+
+
+def _settle_clip(audio, model_params, *, cspec, sspec, prior, inference, record_stride, model_static):
+    """One clip `[n_frames * hop]`, every octave start (vmapped): leading axis n_starts."""
     model = None if model_static is None else model_static.bind(model_params)
-    c0 = initial_controls(audio, cspec=cspec, n_frames=n_frames)
-    observed = sensory.observe(audio[None], sspec)
-    blur0 = inference.blur * jnp.median(jnp.exp2(c0["log2_f0"][:, 0]), axis=-1)
 
     def one_start(shift):
-        c = dict(c0, log2_f0=c0["log2_f0"] + shift)
-        upper = () if model is None else model.init_upper(c)
-        latents = {"controls": c, "upper": upper}
-        fn = make_energy_fn(observed, blur0, cspec=cspec, sspec=sspec, prior=prior,
-                            inference=inference, model=model)
-        return pc.infer(fn, latents, optimizer=latent_optimizer(latents, inference),
-                        n_steps=inference.n_steps, record_stride=record_stride)
+        return settle(audio[None], cspec=cspec, sspec=sspec, prior=prior, inference=inference,
+                      model=model, shift=shift, record_stride=record_stride)
 
-    shifts = jnp.asarray(inference.octave_starts, jnp.float32)
-    return jax.vmap(one_start)(shifts)
+    return jax.vmap(one_start)(jnp.asarray(inference.octave_starts, jnp.float32))
 
 
 @functools.partial(jax.jit, static_argnames=("cspec", "sspec", "prior", "inference", "record_stride",

@@ -1,0 +1,196 @@
+"""Generation with self-refinement: intend, predict, render, listen, refine.
+
+`generate(model, key, n=..., seconds=..., refine_steps=...)` clamps the top level to
+an intent (sampled from the prior N(top_mean, 1/pi_top) or given), predicts every
+level top-down to the controls, and renders them (the unrefined sound). Then it
+refines, as active inference: the network holds beliefs b = (controls c, z2, z3)
+under the clamped intent and an action a (the controls it sends to the oscillator
+bank, initially c). Each refinement step it renders a, *hears* it (through an
+optional perturbation: gain, low-pass "room", additive noise), compares what it
+heard with what its beliefs predict, and takes one gradient step on the joint
+free energy
+
+    F(a, b) = pi_s * 0.5 * sum_r w_r ||phi_r(hear(synth(a))) - phi_r(synth(c))||^2
+            + prior(c) + top-down errors(c, z2, z3 | intent)
+
+in b (perception: infer what it heard) and in a (action: change the sound so what
+is heard matches what is intended). The noise of a render is drawn once per sample
+so F is a deterministic function of (a, b); with small steps it never rises. The
+trace records F and its per-level terms at every step.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from pcmusic import controls as controls_lib
+from pcmusic import pc, perceive, priors, sensory
+from pcmusic.errors import PcmusicError
+
+
+@dataclasses.dataclass(frozen=True)
+class Hearing:
+    """How the network hears its own output (identity by default).
+
+    gain_db: level change. lowpass_hz: a first-order low-pass ("a muffling room"),
+    None for none. noise_db: white noise at this level re the reference RMS (None)."""
+
+    gain_db: float = 0.0
+    lowpass_hz: float | None = None
+    noise_db: float | None = None
+
+    def apply(self, audio: jax.Array, *, sample_rate: int, key: jax.Array) -> jax.Array:
+        """Perturb float32 audio `[B, n]` (differentiable; the noise is fixed by `key`)."""
+        out = audio * jnp.float32(10 ** (self.gain_db / 20))
+        if self.lowpass_hz is not None:
+            freqs = jnp.fft.rfftfreq(audio.shape[-1], 1.0 / sample_rate).astype(jnp.float32)
+            response = 1.0 / (1.0 + 1j * (freqs / jnp.float32(self.lowpass_hz)))
+            out = jnp.fft.irfft(jnp.fft.rfft(out, axis=-1) * response[None].astype(jnp.complex64),
+                                n=audio.shape[-1], axis=-1)
+        if self.noise_db is not None:
+            level = perceive.REFERENCE_RMS * 10 ** (self.noise_db / 20)
+            out = out + jnp.float32(level) * jax.random.normal(key, audio.shape, jnp.float32)
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class RefineSpec:
+    """Adam step sizes for beliefs (as perception's InferenceSpec) and the action."""
+
+    lr_f0: float = 0.002
+    lr_amp: float = 0.02
+    lr_latent: float = 0.02
+    lr_action_f0: float = 0.002
+    lr_action_amp: float = 0.02
+    sensory_precision: float = 0.01
+
+
+class Trace(NamedTuple):
+    """What refinement did, per sample.
+
+    energy: float32 `[n, refine_steps + 1]`, F before each step and after the last.
+    energies: float32 `[n, refine_steps + 1, n_levels]` (sensory, controls, z2, z3, top).
+    intent: float32 `[n, 1, d_top]`. controls: the final action (Controls dict, batch n).
+    unrefined_audio: float32 `[n, n_samples]`, the top-down render before refinement.
+    """
+
+    energy: np.ndarray
+    energies: np.ndarray
+    intent: np.ndarray
+    controls: dict
+    unrefined_audio: np.ndarray
+
+
+def sample_intent(model, key: jax.Array, n: int) -> jax.Array:
+    """Draw n intents from the top prior N(top_mean, 1/pi_top): `[n, 1, d_top]`."""
+    pcp = model.params["pc"]
+    mean, log_pi = pcp["top_mean"], pcp["log_precision"][-1]
+    eps = jax.random.normal(key, (n,) + mean.shape, jnp.float32)
+    return mean[None] + eps * jnp.exp(-0.5 * log_pi)
+
+
+def _group_optimizer(spec: RefineSpec, labels: list) -> optax.GradientTransformation:
+    groups = {"f0": spec.lr_f0, "amp": spec.lr_amp, "latent": spec.lr_latent,
+              "act_f0": spec.lr_action_f0, "act_amp": spec.lr_action_amp}
+    return optax.multi_transform({g: optax.adam(lr) for g, lr in groups.items()}, labels)
+
+
+def _labels(state: dict) -> list:
+    def control_labels(c, prefix):
+        return {k: prefix + ("f0" if k == "log2_f0" else "amp") for k in c}
+    tree = {"action": control_labels(state["action"], "act_"),
+            "beliefs": {"controls": control_labels(state["beliefs"]["controls"], ""),
+                        "upper": jax.tree.map(lambda _: "latent", state["beliefs"]["upper"])}}
+    return jax.tree.leaves(tree)
+
+
+def _generate_one(params, intent, key, *, spec, n_frames, refine_steps, hearing, refine):
+    """One sample (intent `[1, 1, d_top]`): (audio, unrefined, action, F history, terms, diverged)."""
+    model = spec.bind(params)
+    cspec, sspec = spec.controls, spec.sensory
+    k_noise, k_hear = jax.random.split(key)
+    c0, z2, z3, _ = model.predict_down(intent, n_frames)
+    c0 = dict(c0, log2_f0=jnp.clip(c0["log2_f0"], np.log2(cspec.f0_min_hz), np.log2(cspec.f0_max_hz)))
+
+    def heard(action):
+        audio = controls_lib.render(action, cspec, key=k_noise)
+        return audio, hearing.apply(audio, sample_rate=cspec.sample_rate, key=k_hear)
+
+    def energy_fn(state, step):
+        _, x = heard(state["action"])
+        c = state["beliefs"]["controls"]
+        predicted = sensory.predict(c, cspec, sspec)
+        errors = tuple(o - p for o, p in zip(sensory.observe(x, sspec), predicted))
+        e_sens = refine.sensory_precision * jnp.sum(sensory.weighted_square_error(errors, sspec, cspec.hop))
+        e_prior = jnp.sum(priors.energy(c, spec.prior, cspec))
+        e_up, aux = model.upper_energy(c, (*state["beliefs"]["upper"], intent), step=step)
+        energies = jnp.stack([e_sens, e_prior + aux["energies"][0], *aux["energies"][1:]])
+        return jnp.sum(energies), {"energies": energies, "errors": (errors, *aux["errors"])}
+
+    state = {"action": c0, "beliefs": {"controls": c0, "upper": (z2, z3)}}
+    unrefined, _ = heard(c0)
+    if refine_steps == 0:
+        e, aux = energy_fn(state, jnp.int32(0))
+        return unrefined, unrefined, c0, e[None], aux["energies"][None], jnp.bool_(False)
+    result = pc.infer(energy_fn, state, optimizer=_group_optimizer(refine, _labels(state)),
+                      n_steps=refine_steps, record_stride=1)
+    final_e, final_aux = energy_fn(result.latents, jnp.int32(refine_steps))
+    history = jnp.concatenate([result.energy_history, final_e[None]])
+    terms = jnp.concatenate([result.trajectory["energies"], final_aux["energies"][None]])
+    audio, _ = heard(result.latents["action"])
+    return audio, unrefined, result.latents["action"], history, terms, result.diverged
+
+
+@functools.partial(jax.jit, static_argnames=("spec", "n_frames", "refine_steps", "hearing", "refine"))
+def _generate(params, intents, keys, **static):
+    """vmap of `_generate_one` over intents `[n, 1, d_top]` and keys `[n]`; batch axes squeezed."""
+    out = jax.vmap(lambda i, k: _generate_one(params, i[None], k, **static))(intents, keys)
+    audio, unrefined, action, history, terms, diverged = out
+    return (audio[:, 0], unrefined[:, 0], jax.tree.map(lambda a: a[:, 0], action), history, terms,
+            diverged)
+
+
+def generate(model, key: jax.Array, *, n: int = 1, seconds: float = 1.0, refine_steps: int = 50,
+             intent=None, hearing: Hearing | None = None, refine: RefineSpec | None = None):
+    """Generate n sounds from a model, refined by listening to itself.
+
+    Args:
+      model: a `pcmusic.model.AudioModel` (trained for meaningful output).
+      key: PRNG key (intents, render noise, hearing noise). n: samples (ignored when
+        `intent` is given). seconds: length (rounded up to whole top-level frames).
+      refine_steps: perception-action steps after the top-down render (0: none).
+      intent: optional float `[n, 1, d_top]` (or `[n, d_top]`) clamped at the top.
+      hearing: perturbation of what the network hears (default: none).
+    Returns:
+      (audio float32 `[n, n_samples]` at model.spec.controls.sample_rate, Trace).
+    """
+    spec = model.spec
+    if seconds <= 0 or refine_steps < 0 or n < 1:
+        raise PcmusicError(f"need seconds > 0, refine_steps >= 0 and n >= 1; got {seconds}, "
+                           f"{refine_steps}, {n}")
+    k_intent, k_run = jax.random.split(key)
+    d_top = spec.latent_dims[-1]
+    if intent is None:
+        intent = sample_intent(model, k_intent, n)
+    intent = jnp.asarray(intent, jnp.float32)
+    if intent.ndim == 2:
+        intent = intent[:, None, :]
+    if intent.ndim != 3 or intent.shape[1:] != (1, d_top):
+        raise PcmusicError(f"intent must be [n, {d_top}] or [n, 1, {d_top}]; got {intent.shape}")
+    n_frames = spec.pad_frames(spec.controls.n_frames(round(seconds * spec.controls.sample_rate)))
+    keys = jax.random.split(k_run, intent.shape[0])
+    audio, unrefined, action, history, terms, diverged = _generate(
+        model.params, intent, keys, spec=spec, n_frames=n_frames, refine_steps=refine_steps,
+        hearing=hearing or Hearing(), refine=refine or RefineSpec())
+    if bool(jnp.any(diverged)):
+        raise PcmusicError(f"refinement diverged for samples {np.flatnonzero(np.asarray(diverged))} "
+                           "(energy became NaN or exploded); lower the RefineSpec step sizes")
+    trace = Trace(energy=np.asarray(history), energies=np.asarray(terms), intent=np.asarray(intent),
+                  controls=jax.tree.map(np.asarray, action), unrefined_audio=np.asarray(unrefined))
+    return np.asarray(audio), trace

@@ -1,0 +1,101 @@
+"""Learning the audio model: settle on a batch of sounds, then one step on the params.
+
+`train_step` is one pure, jit-compiled function (DESIGN.md "Learn"):
+  1. scale every clip to the reference RMS (what perception hears);
+  2. perceive the batch: the spectral encoder proposes the controls, the amortised
+     encoder the upper latents, and joint inference settles everything with the
+     sensory level clamped (the energy sums over the batch);
+  3. one optax step on the hierarchy's params (maps, log-precisions, top mean)
+     along -dE/dtheta at the settled latents (energy per clip);
+  4. one step on the amortised encoder towards the settled latents (hybrid inference).
+A batch whose inference diverged leaves the params untouched and is counted.
+Data parallelism (a `data` mesh axis) is the caller's: shard `audio` over the batch
+axis and replicate the state; the sums above become all-reduces (pcmusic.train).
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from pcmusic import pc, perceive
+from pcmusic.pc import optim
+from pcmusic.model import AudioModel, ModelSpec, control_features, init_model
+
+
+class TrainState(NamedTuple):
+    """Everything a run needs to continue exactly: a pytree of arrays.
+
+    params: the model params {"pc", "encoder"}. opt_state / enc_opt_state: optax
+    states of the two optimisers. step: int32[] steps taken. key: uint32 key data of
+    the run's PRNG key (raw, so checkpoints hold plain arrays).
+    """
+
+    params: dict
+    opt_state: Any
+    enc_opt_state: Any
+    step: jax.Array
+    key: jax.Array
+
+
+def init_train_state(key: jax.Array, spec: ModelSpec, *, optimizer: optax.GradientTransformation,
+                     encoder_optimizer: optax.GradientTransformation) -> TrainState:
+    """Fresh model params and optimiser states; `key` is split, never reused."""
+    k_model, k_run = jax.random.split(key)
+    model = init_model(k_model, spec)
+    return TrainState(params=model.params, opt_state=optimizer.init(model.params["pc"]),
+                      enc_opt_state=encoder_optimizer.init(model.params["encoder"]),
+                      step=jnp.int32(0), key=jax.random.key_data(k_run))
+
+
+def normalise(audio: jax.Array) -> jax.Array:
+    """Scale each clip `[B, n]` to perception's reference RMS (silent clips stay silent)."""
+    rms = jnp.sqrt(jnp.mean(jnp.square(audio), axis=-1, keepdims=True))
+    gain = jnp.where(rms > 1e-7, perceive.REFERENCE_RMS / jnp.maximum(rms, 1e-7), 1.0)
+    return audio * gain
+
+
+def train_step(state: TrainState, audio: jax.Array, *, spec: ModelSpec,
+               inference: perceive.InferenceSpec, optimizer: optax.GradientTransformation,
+               encoder_optimizer: optax.GradientTransformation) -> tuple[TrainState, dict]:
+    """One step of learning on `audio` float32 `[B, n_frames * hop]` (pure; jit it).
+
+    n_frames must be a multiple of `spec.frames_per_top`. Returns the new state and
+    metrics (float32 scalars): energy per clip in total and per level (sensory,
+    controls, z2, z3, top), the learning objective, encoder loss, diverged (0/1).
+    """
+    model = AudioModel(spec, state.params).bind()
+    result = perceive.settle(normalise(audio), cspec=spec.controls, sspec=spec.sensory,
+                             prior=spec.prior, inference=inference, model=model)
+    settled = result.latents
+    c, upper = settled["controls"], settled["upper"]
+    hierarchy = model.hierarchy(c["log2_f0"].shape[-1])
+    grads, objective = pc.param_gradients(hierarchy, state.params["pc"], [c, *upper])
+    new_pc, opt_state = optim.apply(optimizer, grads, state.opt_state, state.params["pc"])
+    enc_levels = [control_features(c), *upper]
+    enc_params, enc_opt_state, enc_loss = pc.amortised_step(
+        model.encoder(), state.params["encoder"], state.enc_opt_state, enc_levels,
+        optimizer=encoder_optimizer)
+    ok = ~result.diverged
+    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)  # noqa: E731
+    new_state = TrainState(params={"pc": keep(new_pc, state.params["pc"]),
+                                   "encoder": keep(enc_params, state.params["encoder"])},
+                           opt_state=keep(opt_state, state.opt_state),
+                           enc_opt_state=keep(enc_opt_state, state.enc_opt_state),
+                           step=state.step + 1, key=state.key)
+    n_batch = jnp.float32(audio.shape[0])
+    energies = result.aux["energies"] / n_batch
+    metrics = {"energy": result.energy / n_batch, "objective": objective, "encoder_loss": enc_loss,
+               "diverged": result.diverged.astype(jnp.float32),
+               **{f"energy_{name}": energies[i] for i, name in enumerate(LEVEL_NAMES)}}
+    return new_state, metrics
+
+
+LEVEL_NAMES = ("sensory", "controls", "z2", "z3", "top")
+
+
+def model_of(state: TrainState, spec: ModelSpec) -> AudioModel:
+    """The AudioModel a train state holds."""
+    return AudioModel(spec, state.params)
