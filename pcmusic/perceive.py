@@ -213,6 +213,36 @@ def _prepare(audio, sample_rate, target_rate: int, *, name: str = "audio") -> tu
     return (x * gain).astype(np.float32), gain
 
 
+def resolve_specs(*, model=None, n_voices: int = 1, cspec=None, sspec=None, prior=None,
+                  inference=None) -> tuple:
+    """(cspec, sspec, prior, inference): the model's where given, else the defaults."""
+    if model is not None:
+        cspec, sspec = model.spec.controls, model.spec.sensory
+        prior = prior or model.spec.prior
+    cspec = cspec or controls_lib.ControlSpec(n_voices=n_voices)
+    sspec = sspec or sensory.SensorySpec(sample_rate=cspec.sample_rate)
+    return cspec, sspec, prior or priors.ControlPrior(), inference or InferenceSpec()
+
+
+def prepare_batch(audios, sample_rate: int, *, cspec: controls_lib.ControlSpec, model=None
+                  ) -> tuple[np.ndarray, list[float], list[int]]:
+    """Validate, resample, normalise and zero-pad clips to one batch.
+
+    Returns (float32 `[B, n_frames * hop]`, per-clip gains applied, per-clip frame counts);
+    n_frames is the longest clip's, rounded up to whole top-level frames with a model.
+    """
+    prepared = [_prepare(a, sample_rate, cspec.sample_rate, name=f"audio[{i}]")
+                for i, a in enumerate(audios)]
+    lengths = [cspec.n_frames(x.shape[0]) for x, _ in prepared]
+    n_frames = max(lengths)
+    if model is not None:
+        n_frames = model.spec.pad_frames(n_frames)
+    batch = np.zeros((len(prepared), n_frames * cspec.hop), np.float32)
+    for row, (x, _) in zip(batch, prepared):
+        row[: x.shape[0]] = x
+    return batch, [g for _, g in prepared], lengths
+
+
 def perceive(audio, sample_rate: int, *, model=None, n_voices: int = 1,
              cspec: controls_lib.ControlSpec | None = None, sspec: sensory.SensorySpec | None = None,
              prior: priors.ControlPrior | None = None, inference: InferenceSpec | None = None,
@@ -249,27 +279,15 @@ def perceive_batch(audios, sample_rate: int, *, model=None, n_voices: int = 1,
     audios: a sequence of 1-D float arrays (or a `[B, n_samples]` array). Other
     arguments as in `perceive`. Returns one Percept per clip, each cut to its length.
     """
-    if model is not None:
-        cspec, sspec = model.spec.controls, model.spec.sensory
-        prior = prior or model.spec.prior
-    cspec = cspec or controls_lib.ControlSpec(n_voices=n_voices)
-    sspec = sspec or sensory.SensorySpec(sample_rate=cspec.sample_rate)
-    prior, inference = prior or priors.ControlPrior(), inference or InferenceSpec()
-    prepared = [_prepare(a, sample_rate, cspec.sample_rate, name=f"audio[{i}]")
-                for i, a in enumerate(audios)]
-    lengths = [cspec.n_frames(x.shape[0]) for x, _ in prepared]
-    n_frames = max(lengths)
-    if model is not None:
-        n_frames = model.spec.pad_frames(n_frames)
-    batch = np.zeros((len(prepared), n_frames * cspec.hop), np.float32)
-    for row, (x, _) in zip(batch, prepared):
-        row[: x.shape[0]] = x
+    cspec, sspec, prior, inference = resolve_specs(model=model, n_voices=n_voices, cspec=cspec,
+                                                   sspec=sspec, prior=prior, inference=inference)
+    batch, gains, lengths = prepare_batch(audios, sample_rate, cspec=cspec, model=model)
     result = settle_batch(jnp.asarray(batch), None if model is None else model.params,
                           cspec=cspec, sspec=sspec, prior=prior, inference=inference,
                           record_stride=record_stride,
                           model_static=None if model is None else model.static)
     percepts = []
-    for i, ((_, gain), n) in enumerate(zip(prepared, lengths)):
+    for i, (gain, n) in enumerate(zip(gains, lengths)):
         clip = jax.tree.map(lambda a: a[i], result)
         best = int(jnp.argmin(clip.energy))
         chosen = jax.tree.map(lambda a: a[best], clip)
