@@ -213,39 +213,30 @@ def infer(energy_fn: EnergyFn, latents: Pytree, *, optimizer: optax.GradientTran
 
     # Finish without a conditional or a copy on the common path, so that the final energy
     # is one forward pass on the latents the loop produced (which a following learning
-    # step shares). On divergence, `rewind` replays the deterministic steps from the start
-    # to the last good checked state: a while loop that runs zero times otherwise (also
-    # under vmap, where a cond would run both branches).
-    def rewind(free, active, n):
-        def body(r):
-            i, free, opt_state = r
-            free, opt_state = lax.cond(i == 0, lambda: (free0, optimizer.init(free0)),
-                                       lambda: plain_step(free, opt_state, i - 1))
-            return i + 1, free, opt_state
-        trips = jnp.where(active, n + 1, 0)
-        return lax.while_loop(lambda r: r[0] < trips, body, (jnp.int32(0), free, c.opt_state))[1]
-
-    diverged = ~c.ok
+    # step shares). On divergence (seen in the loop, or made by the updates after the
+    # last check) `redo` replays the deterministic steps from the start to the last good
+    # checked state: a while loop that runs zero times otherwise (also under vmap, where
+    # a cond would run both branches).
+    e, aux = energy_fn(full(c.free), c.t)
+    bad_last = c.ok & _is_bad(e, c.e_ref, divergence_factor)
+    diverged = ~c.ok | bad_last
     n_done = jnp.where(diverged, c.good_t, c.t)
-    free = rewind(c.free, diverged, n_done)
-    e, aux = energy_fn(full(free), n_done)
-    # Updates after the last check (or non-finite latents they made) can still be bad.
-    bad_last = ~diverged & _is_bad(e, c.e_ref, divergence_factor)
-    n_done = jnp.where(bad_last, c.good_t, n_done)
-
-    def redo(r):
-        _, _, _, free = r
-        free = rewind(free, True, n_done)
-        return (jnp.bool_(False), *energy_fn(full(free), n_done), free)
-
-    _, e_good, aux_good, free = lax.while_loop(lambda r: r[0], redo, (bad_last, e, aux, free))
     terms = _terms(aux)
     bad_level = jnp.int32(-1) if terms is None else jnp.where(
-        diverged | bad_last, _blame(jnp.where(bad_last, terms, c.bad_terms), c.terms_ref), -1)
+        diverged, _blame(jnp.where(bad_last, terms, c.bad_terms), c.terms_ref), -1)
+
+    def redo(r):
+        def step(s):
+            i, free, opt_state = s
+            return (i + 1, *plain_step(free, opt_state, i))
+        _, free, _ = lax.while_loop(lambda s: s[0] < n_done, step,
+                                    (jnp.int32(0), free0, optimizer.init(free0)))
+        return (jnp.bool_(False), *energy_fn(full(free), n_done), free)
+
+    _, e, aux, free = lax.while_loop(lambda r: r[0], redo, (diverged, e, aux, c.free))
     return InferenceResult(
-        latents=full(free), energy=e_good, aux=aux_good, energy_history=c.history,
-        n_steps=n_done, diverged=diverged | bad_last,
-        bad_step=jnp.where(bad_last, c.t, c.bad_step), bad_level=bad_level,
+        latents=full(free), energy=e, aux=aux, energy_history=c.history, n_steps=n_done,
+        diverged=diverged, bad_step=jnp.where(bad_last, c.t, c.bad_step), bad_level=bad_level,
         trajectory=None if c.record is None else traj_lib.finish(c.record))
 
 
