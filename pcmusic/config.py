@@ -22,7 +22,10 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pcmusic.errors import ConfigError
+from pcmusic.errors import ConfigError, PcmusicError
+from pcmusic.generate import RefineSpec
+from pcmusic.model import ModelSpec
+from pcmusic.perceive import InferenceSpec
 
 # ---------------------------------------------------------------- the schema
 
@@ -51,63 +54,106 @@ def _positive(section: Any, *names: str) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    sample_rate: int = 16000
-    hop: int = 64                               # audio samples per control frame
-    n_harmonics: int = 32
-    n_noise_bands: int = 16
-    widths: tuple[int, ...] = (64, 64, 32)      # channels of z_2 .. z_L
-    rate_factors: tuple[int, ...] = (4, 4)      # frame-rate ratio between consecutive levels
-
-    def __post_init__(self):
-        _positive(self, "sample_rate", "hop", "n_harmonics", "n_noise_bands")
-        require(all(w > 0 for w in self.widths), "widths", f"all must be > 0, got {self.widths}")
-        require(all(r > 0 for r in self.rate_factors), "rate_factors",
-                f"all must be > 0, got {self.rate_factors}")
-
-
-@dataclasses.dataclass(frozen=True)
 class DataConfig:
-    sample_rate: int = 16000
-    seconds: float = 1.0
+    """What the model learns from.
+
+    kind: "synthetic" (tones rendered on device from the run's key, `pcmusic.data`)
+      or "folder" (the user's WAV/FLAC/OGG files under `folder`, `pcmusic.data.AudioFolder`).
+    seconds: length of every training clip (a synthetic clip or a folder segment),
+      rounded up to whole top-level frames of the model.
+    Synthetic only: synthetic (notes, melodies, chords or mixed), tuning (a name such as
+      "12-TET" or "5-TET", or a list of ratios like [1, "9/8", 1.25]), f_ref_hz (the
+      tuning's reference pitch), f0_min_hz..f0_max_hz (the pitch range), voices (most
+      simultaneous voices of chords), notes_per_melody, n_harmonics (partials per voice).
+    sample_rate: Hz; must equal model.controls.sample_rate.
+    """
     kind: Literal["synthetic", "folder"] = "synthetic"
-    tuning: str = "12-TET"
+    synthetic: Literal["notes", "melodies", "chords", "mixed"] = "notes"
+    tuning: str | tuple[float | str, ...] = "12-TET"
+    f_ref_hz: float = 261.6256
+    f0_min_hz: float = 110.0
+    f0_max_hz: float = 880.0
+    voices: int = 1
+    notes_per_melody: int = 8
+    n_harmonics: int = 24
+    seconds: float = 1.0
     folder: str | None = None
+    sample_rate: int = 16000
 
     def __post_init__(self):
-        _positive(self, "sample_rate", "seconds")
+        from pcmusic.data import parse_tuning  # validates names and ratio lists
+
+        _positive(self, "sample_rate", "seconds", "f_ref_hz", "voices", "notes_per_melody",
+                  "n_harmonics")
+        require(0 < self.f0_min_hz < self.f0_max_hz, "f0_max_hz",
+                f"need 0 < f0_min_hz < f0_max_hz, got {self.f0_min_hz}, {self.f0_max_hz}")
         require(self.kind != "folder" or self.folder is not None, "folder",
                 'kind = "folder" needs a folder: set data.folder = "path/to/audio"')
+        require(self.synthetic not in ("chords", "mixed") or self.voices >= 2, "voices",
+                f"{self.synthetic} need voices >= 2, got {self.voices}")
+        try:
+            parse_tuning(list(self.tuning) if isinstance(self.tuning, tuple) else self.tuning)
+        except ConfigError as err:
+            raise FieldError("tuning", str(err)) from None
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
+    """The training run (`pcmusic.train`).
+
+    learning_rate / encoder_learning_rate: Adam step sizes of the hierarchy's params and
+    of the amortised encoder. Intervals are in steps (0 disables): metrics are logged
+    every log_every steps, the held-out energy on n_eval clips every eval_every steps,
+    n_samples generated sounds of sample_seconds with sample_refine_steps refinement steps
+    every sample_every steps, a checkpoint every ckpt_every steps (and at the end),
+    keeping the keep_checkpoints latest.
+    """
     seed: int = 0
     n_steps: int = 1000
-    batch_size: int = 16
+    batch_size: int = 8
     learning_rate: float = 1e-3
-    inference_steps: int = 32
-    inference_lr: float = 0.1
+    encoder_learning_rate: float = 1e-3
     log_every: int = 10
     eval_every: int = 100
+    n_eval: int = 16
+    sample_every: int = 500
+    n_samples: int = 2
+    sample_seconds: float = 1.0
+    sample_refine_steps: int = 20
     ckpt_every: int = 100
     keep_checkpoints: int = 3
 
     def __post_init__(self):
-        _positive(self, "n_steps", "batch_size", "learning_rate", "inference_steps",
-                  "inference_lr", "log_every", "eval_every", "ckpt_every", "keep_checkpoints")
+        _positive(self, "n_steps", "batch_size", "learning_rate", "encoder_learning_rate",
+                  "log_every", "n_eval", "n_samples", "sample_seconds", "keep_checkpoints")
+        for name in ("eval_every", "sample_every", "ckpt_every", "sample_refine_steps"):
+            require(getattr(self, name) >= 0, name, f"must be >= 0 (0: never), got {getattr(self, name)}")
+
+
+# Keys that may change when a run resumes: they schedule the run, they do not change
+# its trajectory (the losses of a resumed run equal those of an uninterrupted one).
+SCHEDULE_KEYS = tuple(f"train.{k}" for k in ("n_steps", "log_every", "eval_every", "sample_every",
+                                             "n_samples", "sample_seconds", "sample_refine_steps",
+                                             "ckpt_every", "keep_checkpoints"))
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    """A run: the model (`pcmusic.model.ModelSpec`, sections [model.controls],
+    [model.sensory], [model.prior]), its data, the training schedule, perception's
+    inference (`pcmusic.perceive.InferenceSpec`, also used in training) and
+    generation's refinement (`pcmusic.generate.RefineSpec`)."""
+    model: ModelSpec = dataclasses.field(default_factory=ModelSpec)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    inference: InferenceSpec = dataclasses.field(default_factory=InferenceSpec)
+    refine: RefineSpec = dataclasses.field(default_factory=RefineSpec)
 
     def __post_init__(self):
-        require(self.data.sample_rate == self.model.sample_rate, "data.sample_rate",
-                f"{self.data.sample_rate} differs from model.sample_rate = "
-                f"{self.model.sample_rate}; set both to the same rate")
+        rate = self.model.controls.sample_rate
+        require(self.data.sample_rate == rate, "data.sample_rate",
+                f"{self.data.sample_rate} differs from model.controls.sample_rate = {rate}; "
+                "set both (and model.sensory.sample_rate) to the same rate")
 
 
 def default_config() -> Config:
@@ -214,7 +260,7 @@ def _build(schema: type, data: Mapping[str, Any], prefix: str, where: _Where) ->
     except FieldError as err:
         key = prefix + err.field
         raise ConfigError(f"{key} in {where(key)}: {err.message}") from None
-    except (ConfigError, ValueError) as err:  # a schema validating without `require`
+    except (PcmusicError, ValueError) as err:  # a schema validating without `require`
         section = prefix.rstrip(".")
         raise ConfigError(f"{section or 'config'} in {where(section)}: {err}") from None
 
