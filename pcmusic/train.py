@@ -30,12 +30,10 @@ the checkpoints from all processes. batch_size must be a multiple of the device 
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import math
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -44,7 +42,7 @@ import numpy as np
 import optax
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
-from pcmusic import checkpoint, learn
+from pcmusic import checkpoint, generate, learn, outputs
 from pcmusic.config import (SCHEDULE_KEYS, Config, config_diff, config_from_dict, config_to_toml,
                             flatten_config)
 from pcmusic.errors import CheckpointError, ConfigError, PcmusicError
@@ -65,20 +63,6 @@ def enable_compilation_cache(directory: str | Path | None = None) -> str:
     directory = str(directory or Path(base) / "pcmusic" / "jax")
     jax.config.update("jax_compilation_cache_dir", directory)
     return directory
-
-
-def write_atomic(path: str | Path, text: str) -> Path:
-    """Write `text` to `path` through a temporary file and a rename (never half-written)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def make_mesh(devices=None) -> jax.sharding.Mesh:
@@ -232,7 +216,7 @@ class _Log:
             return
         if self.path.exists():
             self.records = [r for r in read_metrics(self.path) if r["step"] <= start]
-            write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in self.records))
+            outputs.write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in self.records))
         from tensorboardX import SummaryWriter
         # purge_step hides events a killed run wrote after its last checkpoint.
         self.tb = SummaryWriter(str(workdir / "tb"), purge_step=start + 1 if start else None)
@@ -256,21 +240,15 @@ class _Log:
             self.tb.close()
 
 
-def _write_samples(config: Config, state: learn.TrainState, directory: Path, key: jax.Array) -> None:
-    from pcmusic import audio, generate, plots
-
+def _samples(config: Config, state: learn.TrainState, directory: Path, key: jax.Array) -> None:
     t = config.train
-    model = learn.model_of(state, config.model)
-    sounds, trace = generate.generate(model, key, n=t.n_samples, seconds=t.sample_seconds,
-                                      refine_steps=t.sample_refine_steps, refine=config.refine)
-    if jax.process_index() != 0:
-        return
-    directory.mkdir(parents=True, exist_ok=True)
-    rate = config.model.controls.sample_rate
-    for i, sound in enumerate(sounds):
-        audio.save(directory / f"sample_{i}.wav", sound, rate, overwrite=True)
-        plots.save_sample(directory / f"sample_{i}.png", sound, rate, energy=trace.energy[i],
-                          title=f"{directory.name}, sample {i}")
+    sounds, trace = generate.generate(learn.model_of(state, config.model), key, n=t.n_samples,
+                                      seconds=t.sample_seconds, refine_steps=t.sample_refine_steps,
+                                      refine=config.refine)
+    if jax.process_index() == 0:  # every process generates (the params are sharded), one writes
+        directory.mkdir(parents=True, exist_ok=True)
+        outputs.write_sounds(directory, sounds, trace, config.model.controls.sample_rate,
+                             overwrite=True, title=directory.name)
 
 
 def _evaluate(step_fn, state, batches) -> dict:
@@ -315,7 +293,7 @@ def train(config: Config, workdir: str | Path, *, devices=None, progress: bool =
     else:
         state = init_state(config, mesh)
     if jax.process_index() == 0:
-        write_atomic(workdir / "config.toml", config_to_toml(config))
+        outputs.write_atomic(workdir / "config.toml", config_to_toml(config))
 
     def put(x: np.ndarray) -> jax.Array:  # each process supplies its own shards
         return jax.make_array_from_callback(x.shape, batch_sharding, lambda index: x[index])
@@ -352,8 +330,8 @@ def train(config: Config, workdir: str | Path, *, devices=None, progress: bool =
                     plots.save_training_curves(workdir / "training.png", log.records)
             if due(t.sample_every):
                 try:
-                    _write_samples(config, state, workdir / "samples" / f"step_{done:07d}",
-                                   jax.random.fold_in(sample_key, done))
+                    _samples(config, state, workdir / "samples" / f"step_{done:07d}",
+                             jax.random.fold_in(sample_key, done))
                 except PcmusicError as err:  # a failed sample must not end the training run
                     bar.write(f"step {done}: samples not written: {err}")
             if due(t.ckpt_every) or done == t.n_steps:
@@ -369,5 +347,5 @@ def train(config: Config, workdir: str | Path, *, devices=None, progress: bool =
                "energy": metrics.get("energy"), "eval_energy": evaluation.get("energy"),
                "n_diverged": n_diverged, "checkpoint": str(ckpt_path)}
     if jax.process_index() == 0:
-        write_atomic(workdir / "summary.json", json.dumps(summary, indent=2) + "\n")
+        outputs.write_atomic(workdir / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary

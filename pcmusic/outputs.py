@@ -1,0 +1,84 @@
+"""What runs and commands write: whole files only, generated sounds, percepts as JSON.
+
+Every file is written to a temporary name in its directory and renamed when complete,
+so a killed process leaves the old file or the new one, never half of one.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def write_atomic(path: str | Path, text: str) -> Path:
+    """Write `text` to `path` through a temporary file and a rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def sound_names(n: int) -> list[str]:
+    """The files `write_sounds` writes for n sounds."""
+    return [f"sample_{i}{suffix}" for i in range(n) for suffix in (".wav", "_unrefined.wav", ".png")]
+
+
+def write_sounds(directory: Path, sounds, trace, sample_rate: int, *, overwrite: bool = False,
+                 title: str = "sample") -> list[dict]:
+    """Write each generated sound (sample_i.wav), its unrefined render (sample_i_unrefined.wav)
+    and its figure (sample_i.png: spectrogram and energy per refinement step) into
+    `directory`; returns one record per sound with its energy trace. A WAV whose peak
+    exceeds 1 is scaled to peak 0.99 (its record's `gain`), so it plays without clipping."""
+    from pcmusic import audio, plots
+
+    def playable(x):
+        peak = float(np.max(np.abs(x))) if x.size else 0.0
+        gain = 0.99 / peak if peak > 1.0 else 1.0
+        return x * np.float32(gain), gain
+
+    records = []
+    for i, sound in enumerate(sounds):
+        refined, gain = playable(np.asarray(sound))
+        unrefined, unrefined_gain = playable(np.asarray(trace.unrefined_audio[i]))
+        audio.save(directory / f"sample_{i}.wav", refined, sample_rate, overwrite=overwrite)
+        audio.save(directory / f"sample_{i}_unrefined.wav", unrefined, sample_rate, overwrite=overwrite)
+        plots.save_sample(directory / f"sample_{i}.png", sound, sample_rate, energy=trace.energy[i],
+                          title=f"{title} {i}")
+        energy = [float(e) for e in trace.energy[i]]
+        records.append({"wav": f"sample_{i}.wav", "unrefined_wav": f"sample_{i}_unrefined.wav",
+                        "png": f"sample_{i}.png", "gain": gain, "unrefined_gain": unrefined_gain,
+                        "energy": energy, "energy_ratio": energy[-1] / energy[0] if energy[0] else None})
+    return records
+
+
+def percept_json(percept, audio) -> dict:
+    """A Percept as JSON: f0 per voice and frame in Hz (null where unvoiced), per voice the
+    mean linear amplitude of each partial over its voiced frames and the RMS of its partials,
+    the input's RMS, and the free energy per inference step."""
+    def rounded(x, digits):
+        return [None if not np.isfinite(v) else round(float(v), digits) for v in x]
+
+    voices = []
+    for v in range(percept.f0_hz.shape[0]):
+        voiced = percept.voiced[v]
+        amps = percept.amplitudes[v][voiced]                 # [voiced frames, n_harmonics]
+        mean = amps.mean(axis=0) if len(amps) else np.zeros(amps.shape[1])
+        # a partial of peak amplitude a has RMS a / sqrt(2)
+        rms = float(np.sqrt(np.mean(np.sum(amps ** 2, axis=-1) / 2))) if len(amps) else 0.0
+        voices.append({"voiced_fraction": round(float(np.mean(voiced)), 4),
+                       "mean_partial_amplitudes": [round(float(a), 7) for a in mean],
+                       "rms": round(rms, 7)})
+    audio_rms = float(np.sqrt(np.mean(np.square(np.asarray(audio), dtype=np.float64))))
+    return {"sample_rate": int(percept.sample_rate), "frame_rate_hz": float(percept.frame_rate_hz),
+            "n_voices": int(percept.f0_hz.shape[0]),
+            "f0_hz": [rounded(track, 3) for track in percept.f0_hz],
+            "amplitudes": {"audio_rms": round(audio_rms, 7), "voices": voices},
+            "energy": rounded(percept.energy, 4)}

@@ -1,0 +1,199 @@
+"""Training: exact resumption after SIGKILL, 1 vs 8 devices, logs, configs, checkpoints.
+
+Every run here uses configs/tiny.toml's model (the demo's), so one compiled step
+serves them all; JAX's persistent compilation cache carries it into the subprocesses.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from pcmusic import checkpoint, config, demo, train
+from pcmusic.errors import CheckpointError, ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ROOT / "configs" / "tiny.toml"
+# Shared by this session's processes (and the next session's): a compiled step is ~20 s.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      str(Path(tempfile.gettempdir()) / f"pcmusic-test-jax-cache-{os.getuid()}"))
+train.enable_compilation_cache(os.environ["JAX_COMPILATION_CACHE_DIR"])
+
+
+def tiny_config(*overrides):
+    return config.load_config(TINY, overrides=overrides)
+
+
+def energies(workdir, split="train"):
+    """{step: energy} of a run's metrics.jsonl."""
+    return {r["step"]: r["energy"] for r in train.read_metrics(Path(workdir) / "metrics.jsonl")
+            if r["split"] == split}
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """configs/tiny.toml trained for its 8 steps on all (8 fake) devices; shared by the
+    CLI tests (they import this fixture). Idempotent: a finished run is reused."""
+    workdir = tmp_path_factory.getbasetemp() / "tiny_run"
+    if not (workdir / "summary.json").exists():
+        train.train(tiny_config(), workdir, progress=False)
+    return workdir
+
+
+def test_tiny_config_is_the_demo_model_and_configs_load():
+    assert set(config.config_diff(tiny_config(), demo.demo_config())) <= set(config.SCHEDULE_KEYS)
+    assert config.load_config(ROOT / "configs" / "default.toml").model.latent_dims == (32, 32, 16)
+    assert train.clip_frames(tiny_config()) == 64   # 0.5 s rounded up to 4 top-level frames
+
+
+def test_run_logs_evaluates_checkpoints_and_learns(tiny_run):
+    records = train.read_metrics(tiny_run / "metrics.jsonl")
+    steps = [r["step"] for r in records if r["split"] == "train"]
+    assert steps == list(range(1, 9))
+    assert all(not r["diverged"] and r["n_diverged"] == 0 for r in records if r["split"] == "train")
+    evals = energies(tiny_run, "eval")
+    assert sorted(evals) == [4, 8]
+    # the held-out batch is fixed, so its energy is comparable across steps: learning lowers it
+    assert evals[8] < evals[4]
+    assert checkpoint.list_steps(tiny_run / "checkpoints") == [4, 8]
+    assert list((tiny_run / "tb").glob("events.out.tfevents.*"))
+    assert (tiny_run / "training.png").stat().st_size > 0
+    summary = json.loads((tiny_run / "summary.json").read_text())
+    assert summary["step"] == 8 and summary["devices"] == len(jax.devices())
+    assert config.load_config(tiny_run / "config.toml") == tiny_config()
+
+
+def test_one_device_gives_the_same_losses_as_eight(tiny_run, tmp_path):
+    assert len(jax.devices()) == 8
+    train.train(tiny_config("train.n_steps=4"), tmp_path, devices=jax.devices()[:1], progress=False)
+    one, eight = energies(tmp_path), energies(tiny_run)
+    assert sorted(one) == [1, 2, 3, 4]
+    np.testing.assert_allclose([one[s] for s in one], [eight[s] for s in one], rtol=1e-4)
+    assert json.loads((tmp_path / "summary.json").read_text())["devices"] == 1
+
+
+KILL_IN_SAVE = """
+import os, signal, sys
+from pcmusic import checkpoint, cli
+save = checkpoint.Checkpointer.save
+def save_then_die(self, step, **kwargs):
+    save(self, step, **kwargs)      # orbax writes asynchronously: the save is still running
+    if step == 4:
+        os.kill(os.getpid(), signal.SIGKILL)
+checkpoint.Checkpointer.save = save_then_die
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_resume_after_sigkill_gives_the_losses_of_an_uninterrupted_run(tiny_run, tmp_path):
+    workdir = tmp_path / "run"
+    args = ["train", "--config", str(TINY), "--workdir", str(workdir), "--quiet",
+            "--set", "train.ckpt_every=2"]   # a schedule key: same trajectory as tiny_run
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # 1. killed while saving step 4
+    first = subprocess.run([sys.executable, "-c", KILL_IN_SAVE, *args], env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert first.returncode == -signal.SIGKILL, first.stderr[-2000:]
+    assert checkpoint.latest_step(workdir / "checkpoints") in (2, 4)
+    # 2. resumed, then killed from outside in the middle of a step
+    second = subprocess.Popen([sys.executable, "-m", "pcmusic", *args], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while second.poll() is None and time.time() < deadline:
+        if max(energies(workdir), default=0) >= 5:
+            second.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    assert second.wait(timeout=60) == -signal.SIGKILL, second.stderr.read()[-2000:]
+    assert max(energies(workdir)) < 8
+    # 3. resumed to the end
+    third = subprocess.run([sys.executable, "-m", "pcmusic", *args], env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert third.returncode == 0, third.stderr[-2000:]
+    resumed, reference = energies(workdir), energies(tiny_run)
+    assert sorted(resumed) == list(range(1, 9))    # each step logged once
+    np.testing.assert_allclose([resumed[s] for s in range(1, 9)], [reference[s] for s in range(1, 9)],
+                               rtol=1e-5)
+    np.testing.assert_allclose(energies(workdir, "eval")[8], energies(tiny_run, "eval")[8], rtol=1e-5)
+
+
+def test_resume_refuses_another_config_but_allows_a_longer_schedule(tiny_run, tmp_path):
+    workdir = tmp_path / "copy"
+    shutil.copytree(tiny_run, workdir)
+    with pytest.raises(CheckpointError, match=r"model.hidden: checkpoint 32, now 16.*train.learning_rate"):
+        train.train(tiny_config("model.hidden=16", "train.learning_rate=0.1"), workdir, progress=False)
+    summary = train.train(tiny_config("train.eval_every=0"), workdir, progress=False)
+    assert summary["steps_run"] == 0 and summary["step"] == 8
+    assert checkpoint.list_steps(workdir / "checkpoints") == [4, 8]
+
+
+def test_load_model_restores_the_trained_params_on_one_device(tiny_run):
+    model, cfg = train.load_model(tiny_run)
+    assert cfg == tiny_config()
+    state, meta = checkpoint.restore(tiny_run / "checkpoints")   # as stored, no target
+    assert meta["step"] == 8
+    saved, restored = jax.tree.leaves(state["params"]), jax.tree.leaves(model.params)
+    assert len(saved) == len(restored)
+    for a, b in zip(saved, restored):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        assert b.sharding.device_set == {jax.local_devices()[0]}
+
+
+def test_a_diverged_batch_is_counted_and_skipped(tmp_path, monkeypatch):
+    batch = train._Data.batch
+
+    def poisoned(self, step):
+        audio = batch(self, step)
+        return np.full_like(audio, np.nan) if step == 1 else audio
+
+    monkeypatch.setattr(train._Data, "batch", poisoned)
+    summary = train.train(tiny_config("train.n_steps=3", "train.eval_every=0"), tmp_path, progress=False)
+    records = {r["step"]: r for r in train.read_metrics(tmp_path / "metrics.jsonl")}
+    assert records[2]["diverged"] and records[2]["n_diverged"] == 1 and records[2]["energy"] is None
+    assert not records[3]["diverged"] and np.isfinite(records[3]["energy"])
+    assert summary["n_diverged"] == 1
+    assert "NaN" not in (tmp_path / "metrics.jsonl").read_text()
+
+
+@pytest.mark.parametrize("overrides, fragment", [
+    (["data.sample_rate=8000"], "model.controls.sample_rate"),
+    (["data.tuning=7-FOO"], "unknown tuning"),
+    (["model.latent_dims=[8, 8]"], "a list of 3 items"),
+    (["inference.n_steps=1.5"], "expected int"),
+    (["train.n_step=1"], "did you mean 'train.n_steps'"),
+    (["data.synthetic=chords"], "voices >= 2"),
+])
+def test_config_errors_name_the_key(overrides, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        tiny_config(*overrides)
+
+
+def test_batch_size_must_divide_over_the_devices(tmp_path):
+    with pytest.raises(ConfigError, match="multiple of the 8 devices"):
+        train.train(tiny_config("train.batch_size=4"), tmp_path, progress=False)
+
+
+def test_folder_data_resumes_at_its_position(tmp_path):
+    from pcmusic import audio
+
+    for i in range(3):
+        audio.save(tmp_path / f"clip{i}.wav", np.full(16000, 0.1 * (i + 1), np.float32), 16000)
+    cfg = tiny_config("data.kind=folder", f"data.folder={tmp_path}", "train.batch_size=2")
+    data = train._Data(cfg)
+    straight = [data.batch(s) for s in range(5)]
+    again = train._Data(cfg)
+    [again.batch(s) for s in range(2)]
+    position = json.loads(json.dumps(again.position(2)))   # as a checkpoint stores it
+    resumed = train._Data(cfg)
+    resumed.seek(position)
+    for s in range(2, 5):
+        np.testing.assert_array_equal(resumed.batch(s), straight[s])
+    assert len(data.eval_batches()) == 4 and data.eval_batches()[0].shape == (2, 8192)
