@@ -1,8 +1,9 @@
 """Generation with self-refinement: intend, predict, render, listen, refine.
 
 `generate(model, key, n=..., seconds=..., refine_steps=...)` clamps the top level to
-an intent (sampled from the prior N(top_mean, 1/pi_top) or given), predicts every
-level top-down to the controls, and renders them (the unrefined sound). Then it
+an intent (sampled from the prior N(top_mean, 1/pi_top) or given), samples every
+level below it from the model's Gaussians (ancestral sampling; `temperature` 0 gives
+the top-down mean prediction), and renders the controls (the unrefined sound). Then it
 refines, as active inference: the network holds beliefs b = (controls c, z2, z3)
 under the clamped intent and an action a (the controls it sends to the oscillator
 bank, initially c). Each refinement step it renders a, *hears* it (through an
@@ -50,8 +51,9 @@ class Hearing:
         out = audio * jnp.float32(10 ** (self.gain_db / 20))
         if self.lowpass_hz is not None:
             freqs = jnp.fft.rfftfreq(audio.shape[-1], 1.0 / sample_rate).astype(jnp.float32)
-            response = 1.0 / (1.0 + 1j * (freqs / jnp.float32(self.lowpass_hz)))
-            out = jnp.fft.irfft(jnp.fft.rfft(out, axis=-1) * response[None].astype(jnp.complex64),
+            ratio = freqs / jnp.float32(self.lowpass_hz)
+            response = jax.lax.complex(1.0 / (1.0 + ratio ** 2), -ratio / (1.0 + ratio ** 2))
+            out = jnp.fft.irfft(jnp.fft.rfft(out, axis=-1) * response[None],
                                 n=audio.shape[-1], axis=-1)
         if self.noise_db is not None:
             level = perceive.REFERENCE_RMS * 10 ** (self.noise_db / 20)
@@ -110,12 +112,38 @@ def _labels(state: dict) -> list:
     return jax.tree.leaves(tree)
 
 
-def _generate_one(params, intent, key, *, spec, n_frames, refine_steps, hearing, refine):
+def sample_down(model, intent: jax.Array, key: jax.Array, *, n_frames: int,
+                temperature: float) -> tuple:
+    """Ancestral sample of (controls, z2, z3) below a clamped intent `[B, 1, d_top]`.
+
+    The latent levels are drawn from their Gaussians, z_l ~ N(g_l(z_{l+1}),
+    temperature^2 / pi_l), with the model's learned precisions; temperature 0 is the
+    top-down mean. The controls are the mean prediction g2(z2): their fine structure
+    in time and across partials is the structural prior's (pcmusic.priors), which
+    white noise per frame would violate.
+    """
+    hierarchy = model.hierarchy(n_frames)
+    pcp = model.params["pc"]
+    levels = [intent]
+    keys = jax.random.split(key, hierarchy.n_levels - 1)
+    for level in range(hierarchy.n_levels - 2, -1, -1):
+        mean = hierarchy.maps[level](pcp["maps"][level], levels[0])
+        leaves, treedef = jax.tree.flatten(mean)
+        log_pi = treedef.flatten_up_to(pcp["log_precision"][level])
+        leaf_keys = jax.random.split(keys[level], len(leaves))
+        scale = jnp.float32(temperature if level > 0 else 0.0)
+        drawn = [m + scale * jnp.exp(-0.5 * lp) * jax.random.normal(k, m.shape, m.dtype)
+                 for m, lp, k in zip(leaves, log_pi, leaf_keys)]
+        levels.insert(0, treedef.unflatten(drawn))
+    return tuple(levels[:-1])
+
+
+def _generate_one(params, intent, key, *, spec, n_frames, refine_steps, hearing, refine, temperature):
     """One sample (intent `[1, 1, d_top]`): (audio, unrefined, action, F history, terms, diverged)."""
     model = spec.bind(params)
     cspec, sspec = spec.controls, spec.sensory
-    k_noise, k_hear = jax.random.split(key)
-    c0, z2, z3, _ = model.predict_down(intent, n_frames)
+    k_noise, k_hear, k_sample = jax.random.split(key, 3)
+    c0, z2, z3 = sample_down(model, intent, k_sample, n_frames=n_frames, temperature=temperature)
     c0 = dict(c0, log2_f0=jnp.clip(c0["log2_f0"], np.log2(cspec.f0_min_hz), np.log2(cspec.f0_max_hz)))
 
     def heard(action):
@@ -147,7 +175,8 @@ def _generate_one(params, intent, key, *, spec, n_frames, refine_steps, hearing,
     return audio, unrefined, result.latents["action"], history, terms, result.diverged
 
 
-@functools.partial(jax.jit, static_argnames=("spec", "n_frames", "refine_steps", "hearing", "refine"))
+@functools.partial(jax.jit, static_argnames=("spec", "n_frames", "refine_steps", "hearing", "refine",
+                                             "temperature"))
 def _generate(params, intents, keys, **static):
     """vmap of `_generate_one` over intents `[n, 1, d_top]` and keys `[n]`; batch axes squeezed."""
     out = jax.vmap(lambda i, k: _generate_one(params, i[None], k, **static))(intents, keys)
@@ -157,7 +186,8 @@ def _generate(params, intents, keys, **static):
 
 
 def generate(model, key: jax.Array, *, n: int = 1, seconds: float = 1.0, refine_steps: int = 50,
-             intent=None, hearing: Hearing | None = None, refine: RefineSpec | None = None):
+             intent=None, temperature: float = 1.0, hearing: Hearing | None = None,
+             refine: RefineSpec | None = None):
     """Generate n sounds from a model, refined by listening to itself.
 
     Args:
@@ -166,6 +196,8 @@ def generate(model, key: jax.Array, *, n: int = 1, seconds: float = 1.0, refine_
         `intent` is given). seconds: length (rounded up to whole top-level frames).
       refine_steps: perception-action steps after the top-down render (0: none).
       intent: optional float `[n, 1, d_top]` (or `[n, d_top]`) clamped at the top.
+      temperature: scale of the ancestral sampling noise below the intent (0: the
+        top-down mean; 1: the model's own uncertainty).
       hearing: perturbation of what the network hears (default: none).
     Returns:
       (audio float32 `[n, n_samples]` at model.spec.controls.sample_rate, Trace).
@@ -187,7 +219,7 @@ def generate(model, key: jax.Array, *, n: int = 1, seconds: float = 1.0, refine_
     keys = jax.random.split(k_run, intent.shape[0])
     audio, unrefined, action, history, terms, diverged = _generate(
         model.params, intent, keys, spec=spec, n_frames=n_frames, refine_steps=refine_steps,
-        hearing=hearing or Hearing(), refine=refine or RefineSpec())
+        hearing=hearing or Hearing(), refine=refine or RefineSpec(), temperature=float(temperature))
     if bool(jnp.any(diverged)):
         raise PcmusicError(f"refinement diverged for samples {np.flatnonzero(np.asarray(diverged))} "
                            "(energy became NaN or exploded); lower the RefineSpec step sizes")

@@ -5,9 +5,9 @@ Levels, top to bottom (DESIGN.md), with frame rates falling with height:
     top   [B, 1, d_top]               clip-level intent (prior N(0, I))
       | g_top: dense, tiled over the phrase frames
     z3    [B, F / (r1 r2), d3]        phrase level
-      | g3: transposed conv (x r2, tanh), conv
+      | g3: linear interpolation (x r2), conv (tanh), conv
     z2    [B, F / r1, d2]             event level
-      | g2: transposed conv (x r1, tanh), linear heads
+      | g2: conv (tanh), linear heads, linear interpolation (x r1)
     controls (pcmusic.controls)       f0 in Hz (as log2), partial amplitudes, noise, stiffness
       | fixed oscillator bank + phi (pcmusic.sensory)
     sensory level
@@ -86,22 +86,42 @@ def _control_heads(spec: ModelSpec):
     return sizes
 
 
+def upsample_linear(x: jax.Array, factor: int) -> jax.Array:
+    """Linear interpolation in time: `[B, F, C]` -> `[B, F * factor, C]`.
+
+    Fine frame t sits at coarse position t / factor (frame n of every level starts at
+    the same sample), the last coarse frame is held. A fixed interpolation keeps the
+    predicted controls smooth: a learned transposed convolution leaves a period-
+    `factor` ripple (checkerboard) that the structural f0 prior punishes hard.
+    """
+    n = x.shape[1]
+    pos = np.arange(n * factor, dtype=np.float64) / factor
+    lo = np.minimum(np.floor(pos).astype(np.int32), n - 1)
+    hi = np.minimum(lo + 1, n - 1)
+    frac = jnp.asarray((pos - lo).astype(np.float32)).reshape(1, -1, 1)
+    return x[:, lo, :] * (1.0 - frac) + x[:, hi, :] * frac
+
+
 def _generative_maps(spec: ModelSpec, n_frames: int):
-    """(g2, g3, g_top) for a clip of `n_frames` control frames."""
+    """(g2, g3, g_top) for a clip of `n_frames` control frames.
+
+    g2 computes its control heads at the event rate and interpolates them linearly to
+    the control rate; g3 interpolates z3 to the event rate before two convolutions.
+    """
     d2, d3, dt = spec.latent_dims
     r1, r2 = spec.rate_factors
     n_top_frames = n_frames // (r1 * r2)
     c = spec.controls
-    trunk2 = maps.upsample(d2, spec.hidden, factor=r1, activation=jnp.tanh)
+    trunk2 = maps.conv1d(d2, spec.hidden, kernel_size=spec.kernel_size, activation=jnp.tanh)
     heads = {name: maps.dense(spec.hidden, n) for name, n in _control_heads(spec).items()}
-    trunk3 = maps.compose(maps.upsample(d3, spec.hidden, factor=r2, activation=jnp.tanh),
+    trunk3 = maps.compose(maps.conv1d(d3, spec.hidden, kernel_size=spec.kernel_size, activation=jnp.tanh),
                           maps.conv1d(spec.hidden, d2, kernel_size=spec.kernel_size))
     top = maps.dense(dt, d3)
 
     def g2(p, z2):
-        h = trunk2.apply(p["trunk"], z2)                       # [B, F, hidden]
-        out = {name: m.apply(p["heads"][name], h) for name, m in heads.items()}
-        b, f = h.shape[:2]
+        h = trunk2.apply(p["trunk"], z2)                       # [B, F / r1, hidden]
+        out = {name: upsample_linear(m.apply(p["heads"][name], h), r1) for name, m in heads.items()}
+        b, f = out["log2_f0"].shape[:2]
         pred = {"log2_f0": jnp.moveaxis(out["log2_f0"], -1, 1) + np.float32(np.log2(F0_CENTRE_HZ)),
                 "log_amp": jnp.moveaxis(out["log_amp"].reshape(b, f, c.n_voices, c.n_harmonics), 2, 1)
                 + np.float32(AMP_BIAS),
@@ -111,7 +131,7 @@ def _generative_maps(spec: ModelSpec, n_frames: int):
         return pred
 
     def g3(p, z3):
-        return trunk3.apply(p, z3)
+        return trunk3.apply(p, upsample_linear(z3, r2))
 
     def g_top(p, t):
         return jnp.broadcast_to(top.apply(p, t), (t.shape[0], n_top_frames, d3))

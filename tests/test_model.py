@@ -1,0 +1,78 @@
+"""The learned hierarchy above the controls, and generation with refinement."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pcmusic import controls as C
+from pcmusic import generate as G
+from pcmusic import model as M
+from pcmusic.errors import PcmusicError
+
+SPEC = M.ModelSpec(controls=C.ControlSpec(n_harmonics=12, n_noise_bands=8), latent_dims=(8, 8, 4),
+                   hidden=16)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return M.init_model(jax.random.key(0), SPEC)
+
+
+def test_upsample_linear_reproduces_ramps_and_holds_the_end():
+    x = jnp.arange(5, dtype=jnp.float32).reshape(1, 5, 1) * 2.0
+    y = np.asarray(M.upsample_linear(x, 4))[0, :, 0]
+    np.testing.assert_allclose(y[:17], np.arange(17) / 2.0, atol=1e-6)
+    np.testing.assert_allclose(y[16:], 8.0)
+
+
+def test_top_down_prediction_has_zero_error_below_the_top(model):
+    b = model.bind()
+    top = jax.random.normal(jax.random.key(1), (2, 1, 4))
+    c, z2, z3, t = b.predict_down(top, 32)
+    assert c["log_amp"].shape == (2, 1, 32, 12) and z2.shape == (2, 8, 8) and z3.shape == (2, 2, 8)
+    _, aux = b.upper_energy(c, (z2, z3, t))
+    for err in jax.tree.leaves(aux["errors"][:3]):
+        assert float(jnp.max(jnp.abs(err))) < 1e-5
+    assert float(b.upper_energy(dict(c, log2_f0=c["log2_f0"] + 0.1), (z2, z3, t))[1]["energies"][0]) > \
+        float(aux["energies"][0]) + 1.0
+
+
+def test_pad_frames_and_shapes_errors():
+    assert SPEC.pad_frames(1) == 16 and SPEC.pad_frames(17) == 32
+    with pytest.raises(PcmusicError):
+        M.ModelSpec(latent_dims=(8, 8))
+
+
+def test_generation_refinement_lowers_the_energy_and_is_deterministic(model):
+    audio, trace = G.generate(model, jax.random.key(2), n=2, seconds=0.2, refine_steps=12)
+    assert audio.shape == (2, SPEC.pad_frames(SPEC.controls.n_frames(3200)) * 128)
+    assert trace.energy.shape == (2, 13) and trace.energies.shape == (2, 13, 5)
+    mean = trace.energy.mean(0)
+    assert np.all(np.diff(mean) <= 1e-4 * np.abs(mean[:-1]))
+    assert mean[-1] < mean[0]
+    np.testing.assert_allclose(trace.energies.sum(-1), trace.energy, rtol=1e-4)
+    again, _ = G.generate(model, jax.random.key(2), n=2, seconds=0.2, refine_steps=12)
+    np.testing.assert_array_equal(audio, again)
+
+
+def test_zero_temperature_without_refinement_renders_the_top_down_mean(model):
+    intent = jnp.zeros((1, 1, 4))
+    audio, trace = G.generate(model, jax.random.key(3), seconds=0.2, refine_steps=0, intent=intent,
+                              temperature=0.0)
+    np.testing.assert_allclose(audio, trace.unrefined_audio)
+    c, *_ = model.bind().predict_down(intent, 32)
+    np.testing.assert_allclose(trace.controls["log_amp"], c["log_amp"], atol=1e-6)
+    with pytest.raises(PcmusicError, match="intent"):
+        G.generate(model, jax.random.key(3), seconds=0.2, intent=jnp.zeros((1, 3)))
+
+
+def test_hearing_lowpass_attenuates_highs_and_is_differentiable():
+    sr, n = 16000, 4096
+    t = np.arange(n) / sr
+    x = jnp.asarray(np.stack([np.sin(2 * np.pi * 200 * t), np.sin(2 * np.pi * 4000 * t)]), jnp.float32)
+    y = G.Hearing(lowpass_hz=500.0).apply(x, sample_rate=sr, key=jax.random.key(0))
+    rms = np.sqrt(np.mean(np.asarray(y) ** 2, axis=1)) * np.sqrt(2)
+    assert rms[0] > 0.85 and rms[1] < 0.15
+    g = jax.grad(lambda a: jnp.sum(G.Hearing(lowpass_hz=500.0).apply(a, sample_rate=sr,
+                                                                     key=jax.random.key(0)) ** 2))(x)
+    assert np.all(np.isfinite(np.asarray(g)))
