@@ -128,7 +128,7 @@ def _modes(snapshots: list[dict], persistence: int) -> dict:
     return {"change": modes.change(history, persistence=persistence).tolist(),
             "novelty": modes.novelty(history, persistence=persistence).tolist(),
             "ecology": modes.ecology(history, persistence=persistence).tolist(),
-            "complexity": modes.complexity(history, co.interval_entropy_bits,
+            "complexity": modes.complexity(history, co.type_interval_entropy,
                                            persistence=persistence).tolist(),
             "archive": modes.archive_growth(history, persistence=persistence).tolist(),
             # without the persistence filter: raw turnover of types between snapshots

@@ -194,7 +194,7 @@ def run_seed(cfg: CuriosityExperiment, seed: int, fns: dict, out_dir: Path) -> d
         "peak_strictly_inside": 0 < peak < len(means) - 1,
         "search": {"cp": trace.progress.tolist(), "free_energy": trace.free_energy.tolist(),
                    "n_distinct_types": len(set(types)), "snapshots": snapshots,
-                   "interval_entropy_bits": [co.interval_entropy_bits(t) for t in types]},
+                   "interval_entropy_bits": [co.type_interval_entropy(t) for t in types]},
         "_trace": trace,
     }
 

@@ -114,8 +114,8 @@ def test_piece_type_and_interval_entropy():
                      np.float32(1.004), np.float32(0.5))
     t = co.piece_type(piece)
     assert t == (0, 12, 0, 12, 100)
-    assert co.interval_entropy_bits(t) == pytest.approx(1.0)     # +12, -12 equally often
-    assert co.interval_entropy_bits((0, 0, 0, 100)) == 0.0
+    assert co.type_interval_entropy(t) == pytest.approx(1.0)     # +12, -12 equally often
+    assert co.type_interval_entropy((0, 0, 0, 100)) == 0.0
 
 
 @pytest.fixture(scope="module")

@@ -184,7 +184,7 @@ def piece_type(piece: Piece, *, quantum_cents: float = 100.0) -> tuple:
         round(float(piece.stretch) * 100),)
 
 
-def interval_entropy_bits(piece_type_: tuple) -> float:
+def type_interval_entropy(piece_type_: tuple) -> float:
     """Complexity of a type from `piece_type`: Shannon entropy (bits) of the intervals
     between successive notes of the loop (the last note leads back to the first)."""
     notes = np.asarray(piece_type_[:-1])
