@@ -1,6 +1,5 @@
 """Curiosity: the development environment, repeated compression progress, the CP-seeking
 generator, and a --quick run of experiments/curiosity.py (RESEARCH.md sec. 4)."""
-import dataclasses
 import functools
 import importlib.util
 import json
@@ -8,7 +7,6 @@ import sys
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
