@@ -28,6 +28,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from pcmusic import controls as controls_lib
 from pcmusic import pc, priors, sensory
@@ -207,6 +208,16 @@ class BoundModel(NamedTuple):
         """pc energy of [controls, z2, z3, top]: (E, aux) with per-level energies [4]."""
         n_frames = controls["log2_f0"].shape[-1]
         return pc.energy(self.hierarchy(n_frames), self.params["pc"], [controls, *upper], step=step)
+
+    def settle_upper(self, controls: dict, upper: tuple, *, n_steps: int, learning_rate: float) -> tuple:
+        """(z2, z3, top) settled with the controls clamped: Adam on the upper energy only."""
+        if n_steps < 1:
+            return tuple(upper)
+        n_frames = controls["log2_f0"].shape[-1]
+        result = pc.settle(self.hierarchy(n_frames), self.params["pc"], [controls, *upper],
+                           optimizer=optax.adam(learning_rate), n_steps=n_steps,
+                           clamp=(True, False, False, False))
+        return tuple(result.latents[1:])
 
     def predict_down(self, top: jax.Array, n_frames: int) -> tuple:
         """(controls, z2, z3, top) predicted top-down from `top` `[B, 1, d_top]`."""

@@ -43,7 +43,11 @@ class InferenceSpec:
     cosine decay: lr_f0 in octaves of log2 f0 (0.004 = 4.8 cents), lr_amp in natural
     log units of amplitude, lr_latent for latents above the controls.
     blur: initial blur s.d. as a fraction of the clip's median f0 (0 disables).
-    sensory_precision: pi_s. octave_starts: multi-start octave shifts of the proposal."""
+    sensory_precision: pi_s. octave_starts: multi-start octave shifts of the proposal.
+    n_upper_steps / lr_upper: with a trained model, the latents above the controls are
+    also settled alone (controls clamped; cheap, no synthesis) before and after the
+    joint inference, with Adam at lr_upper: deep levels converge far more slowly than
+    the controls, and a joint run long enough for them would be all synthesis."""
 
     n_steps: int = 200
     lr_f0: float = 0.004
@@ -52,6 +56,8 @@ class InferenceSpec:
     blur: float = 0.05
     sensory_precision: float = 0.01
     octave_starts: tuple[float, ...] = (0.0,)
+    n_upper_steps: int = 100
+    lr_upper: float = 0.1
 
 
 class Percept(NamedTuple):
@@ -162,11 +168,23 @@ def settle(audio, *, cspec, sspec, prior, inference, model=None, shift=0.0,
     c = dict(c, log2_f0=c["log2_f0"] + shift)
     observed = sensory.observe(audio, sspec)
     blur0 = inference.blur * jnp.median(jnp.exp2(c["log2_f0"][:, 0]), axis=-1)
-    latents = {"controls": c, "upper": () if model is None else model.init_upper(c)}
+    upper = ()
+    if model is not None:
+        upper = model.settle_upper(c, model.init_upper(c), n_steps=inference.n_upper_steps,
+                                   learning_rate=inference.lr_upper)
+    latents = {"controls": c, "upper": upper}
     fn = make_energy_fn(observed, blur0, cspec=cspec, sspec=sspec, prior=prior,
                         inference=inference, model=model)
-    return pc.infer(fn, latents, optimizer=latent_optimizer(latents, inference),
-                    n_steps=inference.n_steps, record_stride=record_stride)
+    result = pc.infer(fn, latents, optimizer=latent_optimizer(latents, inference),
+                      n_steps=inference.n_steps, record_stride=record_stride)
+    if model is None:
+        return result
+    c = result.latents["controls"]
+    upper = model.settle_upper(c, result.latents["upper"], n_steps=inference.n_upper_steps,
+                               learning_rate=inference.lr_upper)
+    latents = {"controls": c, "upper": upper}
+    energy, aux = fn(latents, jnp.int32(inference.n_steps))
+    return result._replace(latents=latents, energy=energy, aux=aux)
 
 
 def _settle_clip(audio, model_params, *, cspec, sspec, prior, inference, record_stride, model_static):
