@@ -1,14 +1,17 @@
-"""What runs and commands write: whole files only, generated sounds, percepts as JSON.
+"""What runs and commands write: whole files, metrics logs, generated sounds, percepts as JSON.
 
 Every file is written to a temporary name in its directory and renamed when complete,
 so a killed process leaves the old file or the new one, never half of one.
 """
 from __future__ import annotations
 
+import json
+import math
 import os
 import tempfile
 from pathlib import Path
 
+import jax
 import numpy as np
 
 
@@ -24,6 +27,51 @@ def write_atomic(path: str | Path, text: str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """The records of a metrics.jsonl (a line cut short by a kill is skipped)."""
+    records = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+class MetricsLog:
+    """metrics.jsonl and TensorBoard scalars (process 0 only), cut back to `start` on resume."""
+
+    def __init__(self, workdir: Path, start: int):
+        self.path, self.records = workdir / "metrics.jsonl", []
+        self.active = jax.process_index() == 0
+        if not self.active:
+            return
+        if self.path.exists():
+            self.records = [r for r in read_metrics(self.path) if r["step"] <= start]
+            write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in self.records))
+        from tensorboardX import SummaryWriter
+        # purge_step hides events a killed run wrote after the step this run starts from.
+        self.tb = SummaryWriter(str(workdir / "tb"), purge_step=start + 1)
+
+    def write(self, step: int, split: str, metrics: dict) -> None:
+        if not self.active:
+            return
+        # JSON has no NaN: a non-finite value (a diverged batch) is written as null.
+        clean = {k: (v if isinstance(v, (bool, int)) or math.isfinite(v) else None)
+                 for k, v in metrics.items()}
+        record = {"step": step, "split": split, **clean}
+        self.records.append(record)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        for k, v in clean.items():
+            if v is not None and not isinstance(v, bool):
+                self.tb.add_scalar(f"{split}/{k}", v, step)
+
+    def close(self) -> None:
+        if self.active:
+            self.tb.close()
 
 
 def sound_names(n: int) -> list[str]:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -92,20 +91,20 @@ def make_step(config: Config, mesh: jax.sharding.Mesh):
     return jax.jit(step, in_shardings=(replicated, batch), out_shardings=(replicated, replicated))
 
 
+def _init_fn(config: Config):
+    opt, enc_opt = optimizers(config)
+    return functools.partial(learn.init_train_state, spec=config.model, optimizer=opt,
+                             encoder_optimizer=enc_opt)
+
+
 def init_state(config: Config, mesh: jax.sharding.Mesh) -> learn.TrainState:
     """A fresh TrainState from train.seed, replicated over `mesh`."""
-    opt, enc_opt = optimizers(config)
-    init = functools.partial(learn.init_train_state, spec=config.model, optimizer=opt,
-                             encoder_optimizer=enc_opt)
     key = jax.random.fold_in(jax.random.key(config.train.seed), 0)
-    return jax.jit(init, out_shardings=NamedSharding(mesh, PartitionSpec()))(key)
+    return jax.jit(_init_fn(config), out_shardings=NamedSharding(mesh, PartitionSpec()))(key)
 
 
 def _abstract_state(config: Config, sharding=None):
-    opt, enc_opt = optimizers(config)
-    shapes = jax.eval_shape(lambda k: learn.init_train_state(k, config.model, optimizer=opt,
-                                                             encoder_optimizer=enc_opt),
-                            jax.random.key(0))
+    shapes = jax.eval_shape(_init_fn(config), jax.random.key(0))
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
 
 
@@ -140,6 +139,19 @@ def load_model(ckpt_dir: str | Path, *, step: int | None = None) -> tuple[AudioM
 
 # ---------------------------------------------------------------- data
 
+def synthetic_spec(config: Config, *, batch_size: int, n_frames: int):
+    """The `pcmusic.data.SyntheticSpec` of config.data, for clips of `n_frames` control frames."""
+    from pcmusic import data
+
+    d = config.data
+    return data.SyntheticSpec(
+        kind=d.synthetic, tuning=list(d.tuning) if isinstance(d.tuning, tuple) else d.tuning,
+        batch_size=batch_size, sample_rate=d.sample_rate, hop=config.model.controls.hop,
+        n_frames=n_frames, f_ref_hz=d.f_ref_hz, f0_min_hz=d.f0_min_hz, f0_max_hz=d.f0_max_hz,
+        n_harmonics=d.n_harmonics, min_voices=min(2, d.voices), max_voices=max(2, d.voices),
+        notes_per_melody=d.notes_per_melody)
+
+
 class _Data:
     """Training batches by position, and the fixed evaluation clips (host numpy arrays)."""
 
@@ -157,13 +169,7 @@ class _Data:
                                            segment_seconds=self.n_samples / d.sample_rate,
                                            key=self._key, batch_size=config.train.batch_size)
         else:
-            tuning = list(d.tuning) if isinstance(d.tuning, tuple) else d.tuning
-            self.spec = data.SyntheticSpec(
-                kind=d.synthetic, tuning=tuning, batch_size=config.train.batch_size,
-                sample_rate=d.sample_rate, hop=config.model.controls.hop, n_frames=n_frames,
-                f_ref_hz=d.f_ref_hz, f0_min_hz=d.f0_min_hz, f0_max_hz=d.f0_max_hz,
-                n_harmonics=d.n_harmonics, min_voices=min(2, d.voices), max_voices=max(2, d.voices),
-                notes_per_melody=d.notes_per_melody)
+            self.spec = synthetic_spec(config, batch_size=config.train.batch_size, n_frames=n_frames)
 
     def batch(self, step: int) -> np.ndarray:
         """float32 `[batch_size, n_samples]`: the batch at data position `step`."""
@@ -191,53 +197,6 @@ class _Data:
         ids = np.linspace(0, self.folder.n_segments - 1, n_batches * b).round().astype(int)
         clips = np.stack([self.folder.segment(int(i))[0] for i in ids])
         return list(clips.reshape(n_batches, b, -1))
-
-
-# ---------------------------------------------------------------- logs
-
-def read_metrics(path: str | Path) -> list[dict]:
-    """The records of a metrics.jsonl (a line cut short by a kill is skipped)."""
-    records = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
-
-
-class _Log:
-    """metrics.jsonl and TensorBoard scalars (process 0 only), cut back to `start` on resume."""
-
-    def __init__(self, workdir: Path, start: int):
-        self.path, self.records = workdir / "metrics.jsonl", []
-        self.active = jax.process_index() == 0
-        if not self.active:
-            return
-        if self.path.exists():
-            self.records = [r for r in read_metrics(self.path) if r["step"] <= start]
-            outputs.write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in self.records))
-        from tensorboardX import SummaryWriter
-        # purge_step hides events a killed run wrote after its last checkpoint.
-        self.tb = SummaryWriter(str(workdir / "tb"), purge_step=start + 1 if start else None)
-
-    def write(self, step: int, split: str, metrics: dict) -> None:
-        if not self.active:
-            return
-        # JSON has no NaN: a non-finite value (a diverged batch) is written as null.
-        clean = {k: (v if isinstance(v, (bool, int)) or math.isfinite(v) else None)
-                 for k, v in metrics.items()}
-        record = {"step": step, "split": split, **clean}
-        self.records.append(record)
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-        for k, v in clean.items():
-            if v is not None and not isinstance(v, bool):
-                self.tb.add_scalar(f"{split}/{k}", v, step)
-
-    def close(self) -> None:
-        if self.active:
-            self.tb.close()
 
 
 def _samples(config: Config, state: learn.TrainState, directory: Path, key: jax.Array) -> None:
@@ -301,7 +260,7 @@ def train(config: Config, workdir: str | Path, *, devices=None, progress: bool =
     step_fn = make_step(config, mesh)
     eval_batches = [put(b) for b in data.eval_batches()] if t.eval_every else []
     sample_key = jax.random.fold_in(jax.random.key(t.seed), 3)
-    log = _Log(workdir, start)
+    log = outputs.MetricsLog(workdir, start)
     ckpt = checkpoint.Checkpointer(ckpt_path, keep=t.keep_checkpoints)
     bar = tqdm(total=t.n_steps, initial=start, disable=not progress, desc="train", unit="step")
     metrics, began = {}, time.time()
