@@ -72,6 +72,7 @@ def save_sample(path, audio, sample_rate: int, *, energy: Sequence[float] | None
     ax_e.set_ylabel("free energy")
     ax_e.set_title("energy while refining")
     ax_e.grid(alpha=0.3)
+    fig.tight_layout()
     return save_figure(fig, path)
 
 
@@ -84,10 +85,9 @@ def save_training_curves(path, records: Sequence[dict]) -> Path:
         ax.plot([r["step"] for r in train], [r["energy"] for r in train], label="training batch")
     if evals:
         ax.plot([r["step"] for r in evals], [r["energy"] for r in evals], "o-", label="held-out")
-    ax.set_yscale("log")
-    ax.set_xlabel("step")
+    ax.set_xlabel("step")   # linear scale: learned precisions' log-determinants can make E < 0
     ax.set_ylabel("free energy per clip (settled)")
-    ax.grid(alpha=0.3, which="both")
+    ax.grid(alpha=0.3)
     ax.legend()
     return save_figure(fig, path)
 
