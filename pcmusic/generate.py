@@ -12,6 +12,7 @@ heard with what its beliefs predict, and takes one gradient step on the joint
 free energy
 
     F(a, b) = pi_s * 0.5 * sum_r w_r ||phi_r(hear(synth(a))) - phi_r(synth(c))||^2
+            + 0.5 * pi_m * ||a - c||^2         (proprioceptive: the action follows belief)
             + prior(c) + top-down errors(c, z2, z3 | intent)
 
 in b (perception: infer what it heard) and in a (action: change the sound so what
@@ -63,7 +64,13 @@ class Hearing:
 
 @dataclasses.dataclass(frozen=True)
 class RefineSpec:
-    """Adam step sizes for beliefs (as perception's InferenceSpec) and the action."""
+    """Adam step sizes for beliefs (as perception's InferenceSpec) and the action.
+
+    motor_precision scales the proprioceptive term 0.5 * pi_c * ||a - c||^2 that ties
+    the action a to the believed controls c (pi_c: the model's control-level
+    precisions). It lets the action follow a belief across the non-convex spectral
+    landscape, e.g. back towards the intended pitch, while the sensory term makes
+    it compensate for what hearing does to the sound."""
 
     lr_f0: float = 0.002
     lr_amp: float = 0.02
@@ -71,6 +78,8 @@ class RefineSpec:
     lr_action_f0: float = 0.002
     lr_action_amp: float = 0.02
     sensory_precision: float = 0.01
+    motor_precision: float = 1.0
+    blur: float = 0.05
 
 
 class Trace(NamedTuple):
@@ -150,15 +159,24 @@ def _generate_one(params, intent, key, *, spec, n_frames, refine_steps, hearing,
         audio = controls_lib.render(action, cspec, key=k_noise)
         return audio, hearing.apply(audio, sample_rate=cspec.sample_rate, key=k_hear)
 
+    blur0 = refine.blur * jnp.median(jnp.exp2(c0["log2_f0"][:, 0]), axis=-1)
+
     def energy_fn(state, step):
         _, x = heard(state["action"])
         c = state["beliefs"]["controls"]
         predicted = sensory.predict(c, cspec, sspec)
         errors = tuple(o - p for o, p in zip(sensory.observe(x, sspec), predicted))
-        e_sens = refine.sensory_precision * jnp.sum(sensory.weighted_square_error(errors, sspec, cspec.hop))
+        fade = jnp.maximum(0.0, 1.0 - 2.0 * step.astype(jnp.float32) / max(refine_steps, 1))
+        blurred = jax.vmap(lambda e, b: sensory.blur(e, b, sspec))(errors, blur0 * fade)
+        e_sens = refine.sensory_precision * jnp.sum(sensory.weighted_square_error(blurred, sspec, cspec.hop))
         e_prior = jnp.sum(priors.energy(c, spec.prior, cspec))
         e_up, aux = model.upper_energy(c, (*state["beliefs"]["upper"], intent), step=step)
-        energies = jnp.stack([e_sens, e_prior + aux["energies"][0], *aux["energies"][1:]])
+        # Proprioceptive error: the action is predicted by the belief about the controls,
+        # with the model's own control-level precision (motor noise = prediction noise).
+        motor = jax.tree.map(jnp.subtract, state["action"], c)
+        e_motor = pc.gaussian_term(motor, jax.lax.stop_gradient(model.params["pc"]["log_precision"][0]),
+                                   scale=jnp.float32(refine.motor_precision))
+        energies = jnp.stack([e_sens + e_motor, e_prior + aux["energies"][0], *aux["energies"][1:]])
         return jnp.sum(energies), {"energies": energies, "errors": (errors, *aux["errors"])}
 
     state = {"action": c0, "beliefs": {"controls": c0, "upper": (z2, z3)}}
