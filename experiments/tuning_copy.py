@@ -49,8 +49,8 @@ from pcmusic.outputs import write_atomic  # noqa: E402
 
 FOLLOW_ENRICHMENT = 2.0
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "tuning_copy.toml"
-# The method itself, smaller: 4 training steps, 4 sounds of each kind, a shorter listener.
-QUICK = ["run.train.n_steps=4", "run.train.eval_every=4", "run.train.ckpt_every=4",
+# The method itself, smaller: 2 training steps, 4 sounds of each kind, a shorter listener.
+QUICK = ["run.train.n_steps=2", "run.train.eval_every=2", "run.train.ckpt_every=2",
          "n_generate=4", "n_corpus=4", "perceive_steps=50"]
 
 
@@ -117,8 +117,11 @@ def run_tuning(exp: TuningCopy, tuning: str, out: Path, key, *, progress: bool) 
                                 n_frames=c.n_frames(round(exp.generate_seconds * c.sample_rate)))
     corpus = np.asarray(data.synthetic_batch(k_corpus, spec).audio)
     listener = perceive.InferenceSpec(n_steps=exp.perceive_steps)
-    # One batch for both: the listener is the same for the corpus and the generations.
-    heard = perceive.perceive_batch([*corpus, *sounds], c.sample_rate, inference=listener)
+    # The same listener for the corpus and the generations, one clip at a time (one
+    # compiled program for any number of clips).
+    n_samples = corpus.shape[1]   # generations come padded to whole top-level frames: cut them
+    heard = [perceive.perceive(x[:n_samples], c.sample_rate, inference=listener)
+             for x in [*corpus, *sounds]]
     tunings = {t: data.parse_tuning(t) for t in exp.tunings}
     sets = {"corpus_perceived": voiced_f0(heard[:exp.n_corpus]),
             "generated_perceived": voiced_f0(heard[exp.n_corpus:]),

@@ -1,6 +1,6 @@
 """Smoke run of experiments/tuning_copy.py --quick.
 
-Four training steps cannot teach a model a tuning, so the quick run asserts what must
+Two training steps cannot teach a model a tuning, so the quick run asserts what must
 hold at any length: the measuring instrument (the default listener perceiving held-out
 corpus clips) finds each corpus's own tuning, and the generations are measured and
 judged by the same rule. Whether trained models copy their tuning is the full run's
@@ -50,7 +50,7 @@ def test_the_listener_hears_each_corpus_in_its_own_tuning(quick_run):
 def test_generations_are_measured_and_judged_by_the_same_rule(quick_run):
     script, out, results = quick_run
     for r in results["tunings"]:
-        assert r["train"]["step"] == 4 and Path(r["workdir"], "checkpoints").is_dir()
+        assert r["train"]["step"] == 2 and Path(r["workdir"], "checkpoints").is_dir()
         controls = r["sets"]["generated_controls"]
         assert controls["n_frames"] > 0
         for name in ("generated_perceived", "generated_controls"):
