@@ -261,12 +261,12 @@ def test_corrupt_checkpoint_is_detected_and_earlier_step_restores(tmp_path, dama
 
 def test_config_mismatch_lists_keys(tmp_path):
     ckpt.save(tmp_path, 1, state=make_state(), config=CONFIG)
-    other = apply_overrides(CONFIG, ["train.learning_rate=0.5", "model.widths=[4]"])
+    other = apply_overrides(CONFIG, ["train.learning_rate=0.5", "model.latent_dims=[4, 4, 4]"])
     with pytest.raises(CheckpointError) as info:
         ckpt.restore(tmp_path, expected_config=other)
     message = str(info.value)
     assert "train.learning_rate: checkpoint 0.001, expected 0.5" in message
-    assert "model.widths" in message and "model.hop" not in message
+    assert "model.latent_dims" in message and "model.controls.hop" not in message
 
 
 def test_structure_mismatch(tmp_path):

@@ -37,7 +37,7 @@ def write(tmp_path, text, name="c.toml"):
 
 
 def test_round_trip_dict_json_and_toml(tmp_path):
-    cfg = apply_overrides(default_config(), ["model.widths=[8, 4]", "train.learning_rate=3e-4",
+    cfg = apply_overrides(default_config(), ["model.latent_dims=[8, 8, 4]", "train.learning_rate=3e-4",
                                              'data.tuning="5-TET"'])
     d = config_to_dict(cfg)
     assert json.loads(json.dumps(d)) == d
@@ -60,8 +60,8 @@ def test_toml_file_with_overrides_and_defaults(tmp_path):
 
 def test_config_diff_lists_dotted_keys():
     a = default_config()
-    b = apply_overrides(a, ["train.seed=3", "model.widths=[1]"])
-    assert config_diff(a, b) == ["model.widths", "train.seed"]
+    b = apply_overrides(a, ["train.seed=3", "model.latent_dims=[1, 1, 1]"])
+    assert config_diff(a, b) == ["model.latent_dims", "train.seed"]
     assert config_diff(a, config_to_dict(a)) == []
     assert config_diff({"x": {"y": 1}}, {"x": {"z": 1}}) == ["x.y", "x.z"]
     assert flatten_config(a)["train.seed"] == 0
@@ -119,7 +119,7 @@ def test_post_init_validation_names_key_and_source(tmp_path):
     path = write(tmp_path, "[inner]\nrate_hz = -1\n")
     check_error(lambda: load_config(path, schema=Outer), "inner.rate_hz", str(path), "must be > 0")
     check_error(lambda: apply_overrides(default_config(), ["data.sample_rate=8000"]),
-                "data.sample_rate", "--set data.sample_rate=8000", "model.sample_rate")
+                "data.sample_rate", "--set data.sample_rate=8000", "model.controls.sample_rate")
     check_error(lambda: apply_overrides(default_config(), ["data.kind=folder"]),
                 "data.folder", "needs a folder")
 
