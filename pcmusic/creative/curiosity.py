@@ -11,7 +11,12 @@ x_train), inference re-run to convergence both times, on a held-out continuation
 A newborn listener gains most from any sound (it learns loudness levels), so it first
 `develop`s: it hears an environment of melodies of every entropy (random walks from
 `pcmusic.data.melodies`, random timbres and registers) and noise of random level. The
-probes then ask what is interesting to an experienced listener.
+probes then ask what is interesting to an experienced listener. `sequential_progress`
+measures CP on successive new instances of one process (a listener growing familiar with
+noise, with looped patterns, ...): what is left once the process itself is known is what
+each new instance brings. `motif_audio` makes melodies whose interval entropy is set by
+the length of a looped random motif, so entropy and learnable sequential structure vary
+together (i.i.d. steps of any entropy have nothing to learn beyond their marginal).
 
 `search` is a data-free generator: a (1, lambda) evolution strategy over `Piece`s
 (melody and timbre in Hz, `pcmusic.creative.coevolve`) that keeps the mutant with the
@@ -31,9 +36,11 @@ import numpy as np
 from pcmusic import synth
 from pcmusic.creative import coevolve as co
 from pcmusic.creative import listener as lis
-from pcmusic.data.melodies import temperature_for_entropy, walk_to_melody
+from pcmusic.data.melodies import random_walk, temperature_for_entropy, walk_to_melody
 from pcmusic.data.tunings import parse_tuning, scale_frequencies
 from pcmusic.errors import ConfigError
+
+_UNIFORM_STEPS = 1e4   # a random-walk temperature at which every step is equally likely
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,21 +87,70 @@ def _temperatures(max_step: int, n: int) -> np.ndarray:
                          for b in np.linspace(0.0, top, n, endpoint=False)], np.float32)
 
 
+def notes_audio(note_hz, durations_s, *, env: Environment, n_frames: int, spec: lis.ListenerSpec,
+                stretch=1.0, brightness=0.7) -> jax.Array:
+    """A monophonic line: notes float32 `[n_notes]` (Hz) of durations float32 `[n_notes]`
+    (seconds; the last note lasts to the end), each sounding for `env.gate` of its
+    duration, rendered over `n_frames` frames: audio float32 `[n_frames * hop]`."""
+    durations_s = jnp.asarray(durations_s, jnp.float32)
+    n_notes = durations_s.shape[0]
+    ends = jnp.cumsum(durations_s)
+    t = (jnp.arange(n_frames, dtype=jnp.float32) + 0.5) * jnp.float32(spec.hop / spec.sample_rate)
+    note = jnp.clip(jnp.searchsorted(ends, t), 0, n_notes - 1)
+    sounding = t - (ends - durations_s)[note] < env.gate * durations_s[note]
+    envelope = jnp.where(sounding, jnp.float32(env.amplitude), jnp.float32(0.0))
+    return co.render_tone(jnp.asarray(note_hz, jnp.float32)[note], envelope, stretch=stretch,
+                          brightness=brightness, n_partials=env.n_partials,
+                          sample_rate=spec.sample_rate, hop=spec.hop)
+
+
 def melody_audio(key, temperature, *, env: Environment, n_notes: int, n_frames: int,
                  spec: lis.ListenerSpec, stretch=1.0, brightness=0.7) -> jax.Array:
     """One random-walk melody (`pcmusic.data.melodies`) at `temperature` filling
-    `n_frames` frames, notes sounding for `env.gate` of their durations; audio float32
-    `[n_frames * hop]`."""
+    `n_frames` frames (random two-value rhythm): audio float32 `[n_frames * hop]`."""
     seconds = n_frames * spec.hop / spec.sample_rate
     m = walk_to_melody(key, jnp.asarray(env.lattice_hz(), jnp.float32), n_notes=n_notes,
                        temperature=temperature, max_step=env.max_step, seconds=seconds,
                        rest_probability=0.0)
-    ends = jnp.cumsum(m.durations_s)
-    t = (jnp.arange(n_frames, dtype=jnp.float32) + 0.5) * jnp.float32(spec.hop / spec.sample_rate)
-    note = jnp.clip(jnp.searchsorted(ends, t), 0, n_notes - 1)
-    sounding = t - (ends - m.durations_s)[note] < env.gate * m.durations_s[note]
-    envelope = jnp.where(sounding, jnp.float32(env.amplitude), jnp.float32(0.0))
-    return co.render_tone(m.note_hz[note], envelope, stretch=stretch, brightness=brightness,
+    return notes_audio(m.note_hz, m.durations_s, env=env, n_frames=n_frames, spec=spec,
+                       stretch=stretch, brightness=brightness)
+
+
+def motif_audio(key, n_motif, *, env: Environment, n_notes: int, n_frames: int,
+                spec: lis.ListenerSpec, stretch=1.0, brightness=0.7
+                ) -> tuple[jax.Array, jax.Array]:
+    """A looped random motif: the first `n_motif` notes (int, may be traced) of a
+    random walk with uniform steps in [-max_step, max_step] (maximal step entropy,
+    `pcmusic.data.melodies`), repeated to `n_notes` isochronous notes over `n_frames`
+    frames. n_motif = 1 repeats one pitch (0 bits of interval entropy); n_motif >=
+    n_notes never repeats (i.i.d. steps, maximal entropy). Returns (audio float32
+    `[n_frames * hop]`, scale degrees int32 `[n_notes]`)."""
+    lattice = jnp.asarray(env.lattice_hz(), jnp.float32)
+    walk = random_walk(key, n_notes=n_notes, n_degrees=lattice.shape[0],
+                       temperature=_UNIFORM_STEPS, max_step=env.max_step)
+    degrees = walk[jnp.arange(n_notes) % n_motif]
+    durations = jnp.full((n_notes,), n_frames * spec.hop / spec.sample_rate / n_notes, jnp.float32)
+    return notes_audio(lattice[degrees], durations, env=env, n_frames=n_frames, spec=spec,
+                       stretch=stretch, brightness=brightness), degrees
+
+
+def heard_interval_entropy(degrees) -> float:
+    """Shannon entropy (bits) of the intervals between successive notes of a melody,
+    scale degrees `[n_notes]` (host-side plug-in estimate over the notes heard)."""
+    _, counts = np.unique(np.diff(np.asarray(degrees)), return_counts=True)
+    p = counts / counts.sum()
+    return float(max(0.0, -np.sum(p * np.log2(p))))
+
+
+def tone_pattern_audio(note_hz, *, env: Environment, note_frames: int, n_frames: int,
+                       spec: lis.ListenerSpec, brightness=0.7) -> jax.Array:
+    """A periodic probe: notes float32 `[n_notes]` (Hz), `note_frames` frames each
+    without gaps, looped over `n_frames` frames (one note: a constant tone), in the
+    environment's timbre. Audio float32 `[n_frames * hop]`."""
+    note_hz = jnp.asarray(note_hz, jnp.float32)
+    f0 = note_hz[(jnp.arange(n_frames) // note_frames) % note_hz.shape[0]]
+    envelope = jnp.full((n_frames,), env.amplitude, jnp.float32)
+    return co.render_tone(f0, envelope, stretch=1.0, brightness=brightness,
                           n_partials=env.n_partials, sample_rate=spec.sample_rate, hop=spec.hop)
 
 
@@ -144,6 +200,22 @@ def repeated_progress(params: dict, train, heldout, *, spec: lis.ListenerSpec, n
         return p, cp
 
     return jax.lax.scan(body, params, None, length=n_repetitions)[1]
+
+
+def sequential_progress(params: dict, train, heldout, *, spec: lis.ListenerSpec, n_learn: int
+                        ) -> tuple[dict, jax.Array]:
+    """CP of successive instances, the listener keeping what it learned from each:
+    train `[n_instances, n_train, n_bands]`, heldout `[n_instances, n_heldout, n_bands]`
+    (each held-out segment continues its training segment). Returns (params after,
+    float32 `[n_instances]`). With instances of one process (fresh noise, new looped
+    patterns) the CP of later instances is what a listener that already knows the
+    process gains from a new instance of it."""
+    def body(p, pair):
+        cp, p = lis.compression_progress(p, pair[0], pair[1], spec=spec, n_learn=n_learn)
+        return p, cp
+
+    return jax.lax.scan(body, params, (jnp.asarray(train, jnp.float32),
+                                       jnp.asarray(heldout, jnp.float32)))
 
 
 class SearchTrace(NamedTuple):
