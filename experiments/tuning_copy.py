@@ -42,7 +42,7 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from pcmusic import data, generate, perceive, plots, train  # noqa: E402
+from pcmusic import data, generation, perception, plots, train  # noqa: E402
 from pcmusic.config import Config, config_to_dict, load_config, require  # noqa: E402
 from pcmusic.errors import PcmusicError  # noqa: E402
 from pcmusic.outputs import write_atomic  # noqa: E402
@@ -110,17 +110,17 @@ def run_tuning(exp: TuningCopy, tuning: str, out: Path, key, *, progress: bool) 
     summary = train.train(cfg, workdir, progress=progress)
     model, _ = train.load_model(workdir)
     k_gen, k_corpus = jax.random.split(key)
-    sounds, trace = generate.generate(model, k_gen, n=exp.n_generate, seconds=exp.generate_seconds,
+    sounds, trace = generation.generate(model, k_gen, n=exp.n_generate, seconds=exp.generate_seconds,
                                       refine_steps=exp.refine_steps, refine=cfg.refine)
     c = cfg.model.controls
     spec = train.synthetic_spec(cfg, batch_size=exp.n_corpus,
                                 n_frames=c.n_frames(round(exp.generate_seconds * c.sample_rate)))
     corpus = np.asarray(data.synthetic_batch(k_corpus, spec).audio)
-    listener = perceive.InferenceSpec(n_steps=exp.perceive_steps)
+    listener = perception.InferenceSpec(n_steps=exp.perceive_steps)
     # The same listener for the corpus and the generations, one clip at a time (one
     # compiled program for any number of clips).
     n_samples = corpus.shape[1]   # generations come padded to whole top-level frames: cut them
-    heard = [perceive.perceive(x[:n_samples], c.sample_rate, inference=listener)
+    heard = [perception.perceive(x[:n_samples], c.sample_rate, inference=listener)
              for x in [*corpus, *sounds]]
     tunings = {t: data.parse_tuning(t) for t in exp.tunings}
     sets = {"corpus_perceived": voiced_f0(heard[:exp.n_corpus]),

@@ -50,9 +50,9 @@ def _model_and_inference(ckpt, n_steps):
     """(model or None, InferenceSpec): the run's own inference unless --steps is given."""
     import dataclasses
 
-    from pcmusic import perceive, train
+    from pcmusic import perception, train
 
-    model, inference = None, perceive.InferenceSpec()
+    model, inference = None, perception.InferenceSpec()
     if ckpt is not None:
         model, cfg = train.load_model(ckpt)
         inference = cfg.inference
@@ -70,7 +70,7 @@ def _load_audio(path: str):
 
 
 def _cmd_perceive(args: argparse.Namespace) -> None:
-    from pcmusic import outputs, perceive
+    from pcmusic import outputs, perception
 
     out = None if args.json is None else _new_output(Path(args.json), args.force)
     audio, rate = _load_audio(args.audio)
@@ -78,7 +78,7 @@ def _cmd_perceive(args: argparse.Namespace) -> None:
     if model is not None and args.voices not in (None, model.spec.controls.n_voices):
         raise PcmusicError(f"--voices {args.voices}: the checkpoint's model hears "
                            f"{model.spec.controls.n_voices} voice(s); drop --voices or use another model")
-    percept = perceive.perceive(audio, rate, model=model, n_voices=args.voices or 1,
+    percept = perception.perceive(audio, rate, model=model, n_voices=args.voices or 1,
                                 inference=inference)
     text = json.dumps({"audio": str(args.audio), "checkpoint": args.ckpt,
                        **outputs.percept_json(percept, audio)}) + "\n"
@@ -92,7 +92,7 @@ def _cmd_perceive(args: argparse.Namespace) -> None:
 def _cmd_generate(args: argparse.Namespace) -> None:
     import jax
 
-    from pcmusic import generate, outputs, train
+    from pcmusic import generation, outputs, train
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -102,7 +102,7 @@ def _cmd_generate(args: argparse.Namespace) -> None:
         raise PcmusicError(f"{out} already holds {', '.join(clash[:4])}{' ...' if len(clash) > 4 else ''}; "
                            "nothing was written: choose another --out or pass --force")
     model, cfg = train.load_model(args.ckpt)
-    sounds, trace = generate.generate(model, jax.random.key(args.seed), n=args.n, seconds=args.seconds,
+    sounds, trace = generation.generate(model, jax.random.key(args.seed), n=args.n, seconds=args.seconds,
                                       refine_steps=args.refine, refine=cfg.refine)
     out.mkdir(parents=True, exist_ok=True)
     rate = model.spec.controls.sample_rate
@@ -115,13 +115,13 @@ def _cmd_generate(args: argparse.Namespace) -> None:
 
 
 def _cmd_probe(args: argparse.Namespace) -> None:
-    from pcmusic import probe
+    from pcmusic import probing
 
     out = _new_output(Path(args.out), args.force)
     audio, rate = _load_audio(args.audio)
     model, inference = _model_and_inference(args.ckpt, args.steps)
-    result = probe.probe(audio, rate, model=model, stride=args.stride, inference=inference)
-    probe.save_npz(result, out, overwrite=args.force)
+    result = probing.probe(audio, rate, model=model, stride=args.stride, inference=inference)
+    probing.save_npz(result, out, overwrite=args.force)
     print(f"wrote {out}")
 
 

@@ -88,12 +88,12 @@ def _note(sample_rate: int) -> tuple[np.ndarray, str, float]:
 
 def _perceive(model, config: Config, out: Path) -> dict:
     from pcmusic import audio as audio_io
-    from pcmusic import outputs, perceive, plots
+    from pcmusic import outputs, perception, plots
 
     rate = config.model.controls.sample_rate
     sound, what, nominal_hz = _note(rate)
     inference = dataclasses.replace(config.inference, n_steps=PERCEIVE_STEPS)
-    percept = perceive.perceive(sound, rate, model=model, inference=inference)
+    percept = perception.perceive(sound, rate, model=model, inference=inference)
     audio_io.save(out / "note.wav", sound, rate, overwrite=True)
     record = {"note": what, "nominal_f0_hz": nominal_hz, **outputs.percept_json(percept, sound)}
     outputs.write_atomic(out / "percept.json", json.dumps(record) + "\n")
@@ -109,9 +109,9 @@ def _perceive(model, config: Config, out: Path) -> dict:
 
 
 def _generate(model, config: Config, out: Path) -> dict:
-    from pcmusic import generate, outputs
+    from pcmusic import generation, outputs
 
-    sounds, trace = generate.generate(model, jax.random.key(0), n=N_SOUNDS, seconds=SOUND_SECONDS,
+    sounds, trace = generation.generate(model, jax.random.key(0), n=N_SOUNDS, seconds=SOUND_SECONDS,
                                       refine_steps=REFINE_STEPS, refine=config.refine)
     records = outputs.write_sounds(out, sounds, trace, config.model.controls.sample_rate,
                                    overwrite=True, title="generated")

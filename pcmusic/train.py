@@ -41,7 +41,7 @@ import numpy as np
 import optax
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
-from pcmusic import checkpoint, generate, learn, outputs
+from pcmusic import checkpoint, generation, learn, outputs
 from pcmusic.config import (SCHEDULE_KEYS, Config, config_diff, config_from_dict, config_to_toml,
                             flatten_config)
 from pcmusic.errors import CheckpointError, ConfigError, PcmusicError
@@ -201,7 +201,7 @@ class _Data:
 
 def _samples(config: Config, state: learn.TrainState, directory: Path, key: jax.Array) -> None:
     t = config.train
-    sounds, trace = generate.generate(learn.model_of(state, config.model), key, n=t.n_samples,
+    sounds, trace = generation.generate(learn.model_of(state, config.model), key, n=t.n_samples,
                                       seconds=t.sample_seconds, refine_steps=t.sample_refine_steps,
                                       refine=config.refine)
     if jax.process_index() == 0:  # every process generates (the params are sharded), one writes

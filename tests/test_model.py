@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from pcmusic import controls as C
-from pcmusic import generate as G
+from pcmusic import generation as G
 from pcmusic import model as M
 from pcmusic.errors import PcmusicError
 

@@ -6,7 +6,7 @@ import pytest
 from pcmusic import fluid, synth
 from pcmusic.controls import ControlSpec
 from pcmusic.errors import PcmusicError
-from pcmusic.perceive import perceive
+from pcmusic.perception import perceive
 
 SR = 16000
 needs_fluidsynth = pytest.mark.skipif(not fluid.available(), reason="needs fluidsynth + a GM soundfont")

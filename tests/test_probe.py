@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from pcmusic import model as model_lib
-from pcmusic.perceive import InferenceSpec
-from pcmusic.probe import probe, save_npz
+from pcmusic.perception import InferenceSpec
+from pcmusic.probing import probe, save_npz
 from pcmusic.errors import PcmusicError
 from tests.test_perceive import _tone
 

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pcmusic import pc, perceive as perceive_lib
+from pcmusic import pc, perception
 from pcmusic import sensory
 from pcmusic.errors import PcmusicError
 
@@ -42,7 +42,7 @@ class Probe(NamedTuple):
     percept: the settled `Percept`; context: what `recompute_energy` needs."""
 
     trajectory: dict
-    percept: perceive_lib.Percept
+    percept: perception.Percept
     level_names: tuple
     context: dict
 
@@ -71,7 +71,7 @@ class Probe(NamedTuple):
         first = jax.tree.map(lambda x: x[0], self.trajectory["latents"])
         blur0 = ctx["inference"].blur * jnp.median(jnp.exp2(first["controls"]["log2_f0"][:, 0]), axis=-1)
         model = None if ctx["model"] is None else ctx["model"].bind()
-        fn = perceive_lib.make_energy_fn(sensory.observe(ctx["audio"], ctx["sspec"]), blur0,
+        fn = perception.make_energy_fn(sensory.observe(ctx["audio"], ctx["sspec"]), blur0,
                                          cspec=ctx["cspec"], sspec=ctx["sspec"], prior=ctx["prior"],
                                          inference=ctx["inference"], model=model)
         return np.asarray(jax.jit(lambda t: pc.replay(fn, t))(self.trajectory))
@@ -86,11 +86,11 @@ def probe(audio, sample_rate: int, *, model=None, stride: int = 10, n_voices: in
     """
     if stride < 1:
         raise PcmusicError(f"stride must be >= 1, got {stride}")
-    cspec, sspec, prior, inference = perceive_lib.resolve_specs(
+    cspec, sspec, prior, inference = perception.resolve_specs(
         model=model, n_voices=n_voices, cspec=cspec, sspec=sspec, prior=prior, inference=inference)
-    percept = perceive_lib.perceive(audio, sample_rate, model=model, cspec=cspec, sspec=sspec,
+    percept = perception.perceive(audio, sample_rate, model=model, cspec=cspec, sspec=sspec,
                                     prior=prior, inference=inference, record_stride=stride)
-    batch, _, _ = perceive_lib.prepare_batch([audio], sample_rate, cspec=cspec, model=model)
+    batch, _, _ = perception.prepare_batch([audio], sample_rate, cspec=cspec, model=model)
     levels = BASE_LEVELS + (MODEL_LEVELS if model is not None else ())
     context = {"audio": jnp.asarray(batch), "cspec": cspec, "sspec": sspec, "prior": prior,
                "inference": inference, "model": model}
