@@ -16,6 +16,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from pcmusic.creative import coevolve as co
 from pcmusic.creative import listener as lis
+from pcmusic.creative import pieces as pieces_lib
 from pcmusic.errors import ConfigError, PcmusicError
 
 SCRIPT = Path(__file__).resolve().parent.parent / "experiments" / "coevolve.py"
@@ -64,7 +65,7 @@ def test_a_pitch_mutation_moves_one_note_by_10_to_50_cents():
 def test_insert_and_delete_keep_the_other_notes_in_order():
     base = co.Piece(jnp.log2(jnp.asarray([200., 300., 400., 500., 0., 0., 0., 0.]) + 1e-3).astype(jnp.float32),
                     jnp.int32(4), jnp.float32(1.0), jnp.float32(0.5))
-    base = co._clip(base, SPACE)
+    base = pieces_lib._clip(base, SPACE)
     grow = dataclasses.replace(ONLY_PITCH, p_insert=1.0, cents_range=(10.0, 10.0))
     shrink = dataclasses.replace(ONLY_PITCH, p_delete=1.0, cents_range=(10.0, 10.0))
     for k in range(5):
