@@ -1,0 +1,166 @@
+"""Perception benchmark: f0 accuracy on real sampled instruments, beside pYIN, and speed.
+
+Notes are rendered with FluidSynth from General MIDI soundfonts (TimGM6mb, and
+FluidR3_GM where installed, as material the method was not developed on), 1 s each,
+MIDI 40-84. Ground truth is the key's 12-TET frequency. Frames in the first 50 ms are
+skipped; "voiced" frames are those the method marks voiced. An octave error is a
+note whose median error exceeds 600 cents. pYIN (librosa, a benchmark-only tool) runs
+on the same renders with its default thresholds over 40-2100 Hz.
+
+Organ is GM 20 (reed organ): the GM church and drawbar organs of these soundfonts
+sound a 16' rank, whose physical period is an octave below the key; they are
+reported on their own row (full mode) rather than scored as octave errors.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from pcmusic import fluid
+from pcmusic.bench.table import time_call
+
+FAMILIES = {"piano": 0, "organ (reed)": 20, "guitar": 24, "strings": 48, "brass": 61, "flute": 73}
+EXTRA = {"church organ (16')": 19}
+SKIP_S = 0.05
+INTERVALS = (3, 4, 5, 6, 7, 8, 9, 10, 11, 12)   # minor third .. octave, semitones
+
+
+def _note_errors(f0_hz: np.ndarray, frame_rate_hz: float, ref_hz: float) -> np.ndarray:
+    """Cents error of the voiced frames after SKIP_S."""
+    start = int(round(SKIP_S * frame_rate_hz))
+    cents = 1200 * np.log2(f0_hz[start:] / ref_hz)
+    return cents[np.isfinite(cents)]
+
+
+def summarise(per_note: list[np.ndarray], n_frames: list[int]) -> dict:
+    """Median |error|, share within 50 cents, octave errors, voiced share over notes."""
+    errors = np.abs(np.concatenate(per_note)) if per_note else np.zeros(0)
+    octaves = sum(1 for e in per_note if e.size == 0 or abs(np.median(e)) > 600)
+    return {"notes": len(per_note),
+            "median_cents": float(np.median(errors)) if errors.size else float("nan"),
+            "within_50": float(np.mean(errors < 50)) if errors.size else 0.0,
+            "octave_errors": octaves,
+            "voiced": float(sum(e.size for e in per_note) / max(sum(n_frames), 1))}
+
+
+def _pyin(clip: np.ndarray, sample_rate: int, hop: int):
+    import librosa
+
+    f0, _, _ = librosa.pyin(clip, fmin=40.0, fmax=2100.0, sr=sample_rate,
+                            frame_length=2048 * sample_rate // 16000, hop_length=hop)
+    return np.asarray(f0, np.float64), sample_rate / hop
+
+
+def evaluate_notes(programs: dict, pitches, *, soundfont=None, sample_rate: int = 16000,
+                   with_pyin: bool = True, overall: tuple = ()) -> list[dict]:
+    """Rows per family for pcmusic (and pYIN): accuracy of single notes, plus a row per
+    method pooling the families named in `overall`."""
+    from pcmusic.perception import perceive
+
+    rows, pooled = [], {}
+    for family, program in programs.items():
+        notes = [fluid.Note(program, (int(p),)) for p in pitches]
+        clips = [c[:sample_rate] for c in fluid.render_notes(notes, sample_rate=sample_rate,
+                                                             soundfont=soundfont)]
+        ours, theirs, n_ours, n_theirs = [], [], [], []
+        for note, clip in zip(notes, clips):
+            ref = float(fluid.midi_to_hz(note.pitches[0]))
+            p = perceive(clip, sample_rate)
+            ours.append(_note_errors(p.f0_hz[0], p.frame_rate_hz, ref))
+            n_ours.append(p.f0_hz.shape[1] - int(round(SKIP_S * p.frame_rate_hz)))
+            if with_pyin:
+                f0, rate = _pyin(clip, sample_rate, 128)
+                theirs.append(_note_errors(f0, rate, ref))
+                n_theirs.append(f0.size - int(round(SKIP_S * rate)))
+        results = {"pcmusic": (ours, n_ours), **({"pyin": (theirs, n_theirs)} if with_pyin else {})}
+        for method, (errors, counts) in results.items():
+            rows.append({"family": family, "method": method, **summarise(errors, counts)})
+            if family in overall:
+                pooled.setdefault(method, ([], []))
+                pooled[method][0].extend(errors)
+                pooled[method][1].extend(counts)
+    for method, (errors, counts) in pooled.items():
+        rows.append({"family": f"ALL ({len(overall)} families)", "method": method,
+                     **summarise(errors, counts)})
+    return rows
+
+
+def evaluate_dyads(programs: dict, *, n_per_interval: int, soundfont=None, sample_rate: int = 16000,
+                   seed: int = 0) -> dict:
+    """Share of two-note dyads (minor third .. octave) with both notes within 50 cents."""
+    from pcmusic.controls import ControlSpec
+    from pcmusic.perception import perceive
+
+    rng = np.random.default_rng(seed)
+    names = list(programs)
+    notes = []
+    for i, interval in enumerate(np.repeat(INTERVALS, n_per_interval)):
+        low = int(rng.integers(45, 85 - interval))
+        notes.append(fluid.Note(programs[names[i % len(names)]], (low, low + int(interval))))
+    clips = fluid.render_notes(notes, sample_rate=sample_rate, soundfont=soundfont)
+    spec = ControlSpec(n_voices=2)
+    ok, per_interval = 0, {}
+    for note, clip in zip(notes, clips):
+        p = perceive(clip[:sample_rate], sample_rate, cspec=spec)
+        start = int(round(0.1 * p.frame_rate_hz))
+        found = np.nanmedian(p.f0_hz[:, start:], axis=1)
+        hit = all(np.nanmin(np.abs(1200 * np.log2(found / fluid.midi_to_hz(m)))) < 50 for m in note.pitches)
+        ok += hit
+        key = note.pitches[1] - note.pitches[0]
+        per_interval.setdefault(key, []).append(hit)
+    return {"dyads": len(notes), "both_within_50": ok / len(notes),
+            "per_interval": {k: float(np.mean(v)) for k, v in sorted(per_interval.items())}}
+
+
+def _speed_rows(quick: bool) -> list[dict]:
+    import jax
+
+    from pcmusic.perception import perceive, perceive_batch
+
+    sample_rate = 16000
+    rng = np.random.default_rng(0)
+    clip = (0.1 * np.sin(2 * np.pi * 220 * np.arange(sample_rate) / sample_rate)
+            + 0.01 * rng.normal(size=sample_rate)).astype(np.float32)
+    start = time.perf_counter()
+    perceive(clip, sample_rate)
+    first = time.perf_counter() - start
+    seconds = time_call(lambda: perceive(clip, sample_rate).f0_hz, n_repeats=3 if quick else 5)
+    rows = [{"case": "1 clip x 1 s @16 kHz, 200 steps", "device": jax.default_backend(),
+             "first call s (compile)": first, "s per clip": seconds, "real-time factor": 1.0 / seconds}]
+    batch = 4 if quick else 16
+    clips = [clip] * batch
+    perceive_batch(clips, sample_rate)
+    seconds = time_call(lambda: perceive_batch(clips, sample_rate)[0].f0_hz, n_repeats=2 if quick else 3)
+    rows.append({"case": f"batch of {batch} x 1 s (vmapped)", "device": jax.default_backend(),
+                 "first call s (compile)": float("nan"), "s per clip": seconds / batch,
+                 "real-time factor": batch / seconds})
+    return rows
+
+
+def run(*, quick: bool) -> list[tuple[str, list[dict]]]:
+    tables = [("perception speed (warm; real-time factor = audio seconds per wall second)",
+               _speed_rows(quick))]
+    if not fluid.available():
+        tables.append(("perception accuracy", [{"note": "fluidsynth or a GM soundfont missing: "
+                                                        "apt-get install fluidsynth timgm6mb-soundfont"}]))
+        return tables
+    try:
+        import librosa  # noqa: F401
+        with_pyin = True
+    except ImportError:
+        with_pyin = False
+    pitches = (43, 55, 67, 79) if quick else tuple(range(40, 85, 4))
+    soundfonts = ["TimGM6mb.sf2"] + ([] if quick or fluid.find_soundfont("FluidR3_GM.sf2") is None
+                                     else ["FluidR3_GM.sf2"])
+    for sf in soundfonts:
+        programs = dict(FAMILIES, **({} if quick else EXTRA))
+        rows = evaluate_notes(programs, pitches, soundfont=sf, with_pyin=with_pyin,
+                              overall=tuple(FAMILIES))
+        note = "" if with_pyin else " (pip install librosa to add pYIN)"
+        tables.append((f"single notes, {sf}, MIDI {pitches[0]}-{pitches[-1]}, 1 s{note}", rows))
+        dyads = evaluate_dyads(FAMILIES, n_per_interval=1 if quick else 3, soundfont=sf)
+        tables.append((f"dyads (--voices 2), {sf}",
+                       [{"dyads": dyads["dyads"], "both_within_50": dyads["both_within_50"],
+                         **{f"+{k}": v for k, v in dyads["per_interval"].items()}}]))
+    return tables
