@@ -13,12 +13,12 @@ complete, so a failure never leaves a partial file nor damages an existing one.
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from pcmusic import _files
 from pcmusic.errors import AudioFileError
 
 MIN_SAMPLE_RATE = 1_000
@@ -186,7 +186,7 @@ def save(path, audio, sample_rate: int, *, overwrite: bool = False, subtype: str
                              "or choose another name")
     _writable_dir(path)
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        fd, tmp = _files.mkstemp_beside(path.parent, prefix=f".{path.name}.", suffix=".part")
     except OSError as err:
         raise AudioFileError(f"{path}: cannot create a file in {path.parent} ({err.strerror or err}); "
                              "choose a writable output directory") from None

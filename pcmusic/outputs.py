@@ -8,17 +8,18 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import jax
 import numpy as np
 
+from pcmusic import _files
+
 
 def write_atomic(path: str | Path, text: str) -> Path:
     """Write `text` to `path` through a temporary file and a rename."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    fd, tmp = _files.mkstemp_beside(path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)

@@ -8,7 +8,6 @@ with the model's front end: a figure should show the sound, not what the model h
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -17,6 +16,8 @@ import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from pcmusic import _files
 
 
 def spectrogram_db(audio, sample_rate: int, *, n_fft: int = 1024, hop: int = 128,
@@ -45,7 +46,7 @@ def plot_spectrogram(ax, audio, sample_rate: int, *, f_max_hz: float | None = No
 def save_figure(fig, path) -> Path:
     """Write `fig` as PNG to `path` atomically and close it."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".png")
+    fd, tmp = _files.mkstemp_beside(path.parent, prefix=f".{path.stem}-", suffix=".png")
     try:
         with os.fdopen(fd, "wb") as f:
             fig.savefig(f, format="png", dpi=100, bbox_inches="tight")

@@ -21,7 +21,6 @@ recorded energy (the test of a probe's consistency).
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -29,8 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pcmusic import pc, perception
-from pcmusic import sensory
+from pcmusic import _files, pc, perception, sensory
 from pcmusic.errors import PcmusicError
 
 BASE_LEVELS = ("sensory", "controls")
@@ -107,7 +105,7 @@ def save_npz(result: Probe, path, *, overwrite: bool = False) -> Path:
         raise PcmusicError(f"{path} exists; choose another --out or remove it first")
     if not path.parent.is_dir():
         raise PcmusicError(f"directory {path.parent} does not exist; create it first")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".npz")
+    fd, tmp = _files.mkstemp_beside(path.parent, prefix=f".{path.stem}-", suffix=".npz")
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez_compressed(f, **result.arrays())

@@ -173,3 +173,22 @@ def test_core_imports_without_soundfile():
             "try:\n    pcmusic.audio.load('x.wav')\nexcept ImportError:\n    print('lazy')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "lazy", out.stderr
+
+
+def test_written_files_get_the_umask_mode_not_mkstemps_0600(tmp_path):
+    """Outputs go through a temporary file and a rename; they must still be readable by
+    others as any file the user writes (0666 & ~umask), WAV, JSON and PNG alike."""
+    import os
+
+    from pcmusic import outputs, plots
+
+    old = os.umask(0o022)
+    try:
+        written = [audio.save(tmp_path / "a.wav", tone(440.0, 16000), 16000),
+                   outputs.write_atomic(tmp_path / "a.json", "{}\n"),
+                   plots.save_pitch_track(tmp_path / "a.png", tone(440.0, 16000), 16000,
+                                          np.full((1, 10), 440.0), 125.0)]
+    finally:
+        os.umask(old)
+    for path in written:
+        assert (os.stat(path).st_mode & 0o777) == 0o644, path

@@ -1,0 +1,24 @@
+"""Temporary files beside their destination, with the permissions a plain open() gives.
+
+`tempfile.mkstemp` creates files readable by the owner only (0600); outputs renamed
+into place from it (WAVs, PNGs, JSON, .npz) would keep that mode. Here the mode is
+0666 masked by the process umask, as for any file the user writes.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def mkstemp_beside(directory: str | Path, *, prefix: str, suffix: str) -> tuple[int, str]:
+    """(fd, path) of a new temporary file in `directory` with mode 0666 & ~umask."""
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=suffix)
+    os.fchmod(fd, 0o666 & ~_umask())
+    return fd, tmp
