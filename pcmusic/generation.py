@@ -16,16 +16,7 @@ free energy
             + prior(c) + top-down errors(c, z2, z3 | intent)
 
 in b (perception: infer what it heard) and in a (action: change the sound so what
-is heard matches what is intended). The action is held as the belief plus a
-correction, a = c + d ("predictions, not commands": the motor system fulfils the
-proprioceptive prediction and d is the reflex that corrects it; Adams, Shipp &
-Friston 2013, Brain Struct Funct 218), so F is the same function, descended in
-coordinates where the belief carries the action with it. Without that the belief is
-pinned by the sensory term to what is heard, the action to the belief, and the
-top-down pull of the intent on the sampled noise in z2, z3 (temperature) never
-reaches the sound; now refinement moves the sound towards the intent's mean
-prediction, across spectral basins, while d makes it compensate for the hearing
-(with identity hearing d stays 0). The noise of a render is drawn once per sample
+is heard matches what is intended). The noise of a render is drawn once per sample
 so F is a deterministic function of (a, b); with small steps it never rises. The
 trace records F and its per-level terms at every step.
 """
@@ -73,19 +64,17 @@ class Hearing:
 
 @dataclasses.dataclass(frozen=True)
 class RefineSpec:
-    """Adam step sizes for the beliefs and the action's correction d = a - c.
+    """Adam step sizes for beliefs (as perception's InferenceSpec) and the action.
 
-    lr_f0 (octaves), lr_amp (log units) and lr_latent step the beliefs (c, z2, z3);
-    they are large enough for the belief, and with it the sound, to travel to the
-    intent's prediction within ~50 steps (ancestral noise moves f0 by octaves).
-    lr_action_f0 / lr_action_amp step d. motor_precision scales the proprioceptive
-    term 0.5 * pi_c * ||d||^2 (pi_c: the model's control-level precisions), the
-    cost of a sound that departs from the belief, while the sensory term makes d
-    compensate for what hearing does to the sound."""
+    motor_precision scales the proprioceptive term 0.5 * pi_c * ||a - c||^2 that ties
+    the action a to the believed controls c (pi_c: the model's control-level
+    precisions). It lets the action follow a belief across the non-convex spectral
+    landscape, e.g. back towards the intended pitch, while the sensory term makes
+    it compensate for what hearing does to the sound."""
 
-    lr_f0: float = 0.02
-    lr_amp: float = 0.05
-    lr_latent: float = 0.05
+    lr_f0: float = 0.002
+    lr_amp: float = 0.02
+    lr_latent: float = 0.02
     lr_action_f0: float = 0.002
     lr_action_amp: float = 0.02
     sensory_precision: float = 0.01
@@ -126,7 +115,7 @@ def _group_optimizer(spec: RefineSpec, labels: list) -> optax.GradientTransforma
 def _labels(state: dict) -> list:
     def control_labels(c, prefix):
         return {k: prefix + ("f0" if k == "log2_f0" else "amp") for k in c}
-    tree = {"correction": control_labels(state["correction"], "act_"),
+    tree = {"action": control_labels(state["action"], "act_"),
             "beliefs": {"controls": control_labels(state["beliefs"]["controls"], ""),
                         "upper": jax.tree.map(lambda _: "latent", state["beliefs"]["upper"])}}
     return jax.tree.leaves(tree)
@@ -172,11 +161,8 @@ def _generate_one(params, intent, key, *, spec, n_frames, refine_steps, hearing,
 
     blur0 = refine.blur * jnp.median(jnp.exp2(c0["log2_f0"][:, 0]), axis=-1)
 
-    def action(state):
-        return jax.tree.map(jnp.add, state["beliefs"]["controls"], state["correction"])
-
     def energy_fn(state, step):
-        _, x = heard(action(state))
+        _, x = heard(state["action"])
         c = state["beliefs"]["controls"]
         predicted = sensory.predict(c, cspec, sspec)
         errors = tuple(o - p for o, p in zip(sensory.observe(x, sspec), predicted))
@@ -185,15 +171,15 @@ def _generate_one(params, intent, key, *, spec, n_frames, refine_steps, hearing,
         e_sens = refine.sensory_precision * jnp.sum(sensory.weighted_square_error(blurred, sspec, cspec.hop))
         e_prior = jnp.sum(priors.energy(c, spec.prior, cspec))
         e_up, aux = model.upper_energy(c, (*state["beliefs"]["upper"], intent), step=step)
-        # Proprioceptive error a - c = d: the action is predicted by the belief about the
-        # controls, with the model's own control-level precision (motor noise = prediction noise).
-        e_motor = pc.gaussian_term(state["correction"], jax.lax.stop_gradient(model.params["pc"]["log_precision"][0]),
+        # Proprioceptive error: the action is predicted by the belief about the controls,
+        # with the model's own control-level precision (motor noise = prediction noise).
+        motor = jax.tree.map(jnp.subtract, state["action"], c)
+        e_motor = pc.gaussian_term(motor, jax.lax.stop_gradient(model.params["pc"]["log_precision"][0]),
                                    scale=jnp.float32(refine.motor_precision))
         energies = jnp.stack([e_sens + e_motor, e_prior + aux["energies"][0], *aux["energies"][1:]])
         return jnp.sum(energies), {"energies": energies, "errors": (errors, *aux["errors"])}
 
-    state = {"correction": jax.tree.map(jnp.zeros_like, c0),
-             "beliefs": {"controls": c0, "upper": (z2, z3)}}
+    state = {"action": c0, "beliefs": {"controls": c0, "upper": (z2, z3)}}
     unrefined, _ = heard(c0)
     if refine_steps == 0:
         e, aux = energy_fn(state, jnp.int32(0))
@@ -203,9 +189,8 @@ def _generate_one(params, intent, key, *, spec, n_frames, refine_steps, hearing,
     final_e, final_aux = energy_fn(result.latents, jnp.int32(refine_steps))
     history = jnp.concatenate([result.energy_history, final_e[None]])
     terms = jnp.concatenate([result.trajectory["energies"], final_aux["energies"][None]])
-    final = action(result.latents)
-    audio, _ = heard(final)
-    return audio, unrefined, final, history, terms, result.diverged
+    audio, _ = heard(result.latents["action"])
+    return audio, unrefined, result.latents["action"], history, terms, result.diverged
 
 
 @functools.partial(jax.jit, static_argnames=("spec", "n_frames", "refine_steps", "hearing", "refine",

@@ -7,14 +7,7 @@
      sensory level clamped (the energy sums over the batch);
   3. one optax step on the hierarchy's params (maps, log-precisions, top mean)
      along -dE/dtheta at the settled latents (energy per clip);
-  4. one step on the amortised encoder towards the settled latents (hybrid inference)
-     and towards the model's own dreams: ancestral samples (top ~ prior, every level
-     below drawn from its Gaussian) whose every level is known, so the encoder learns
-     to invert the generative model (the sleep phase of the wake-sleep algorithm,
-     Hinton, Dayan, Frey & Neal 1995, Science 268). Settling alone barely moves the
-     clip-level top away from its initial guess (its evidence passes through two
-     slow levels), so without dreams the top an encoder proposes, and perception
-     reports, stays at the prior whatever the sound.
+  4. one step on the amortised encoder towards the settled latents (hybrid inference).
 A batch whose inference diverged leaves the params untouched and is counted.
 Data parallelism (a `data` mesh axis) is the caller's: shard `audio` over the batch
 axis and replicate the state; the sums above become all-reduces (pcmusic.train).
@@ -27,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from pcmusic import generation, pc, perception
+from pcmusic import pc, perception
 from pcmusic.pc import optim
 from pcmusic.model import AudioModel, ModelSpec, control_features, init_model
 
@@ -66,13 +59,10 @@ def normalise(audio: jax.Array) -> jax.Array:
 
 def train_step(state: TrainState, audio: jax.Array, *, spec: ModelSpec,
                inference: perception.InferenceSpec, optimizer: optax.GradientTransformation,
-               encoder_optimizer: optax.GradientTransformation, dreams: bool = True
-               ) -> tuple[TrainState, dict]:
+               encoder_optimizer: optax.GradientTransformation) -> tuple[TrainState, dict]:
     """One step of learning on `audio` float32 `[B, n_frames * hop]` (pure; jit it).
 
-    n_frames must be a multiple of `spec.frames_per_top`. dreams: also fit the
-    encoder to B ancestral samples of the model (drawn from the run's key and the
-    step). Returns the new state and
+    n_frames must be a multiple of `spec.frames_per_top`. Returns the new state and
     metrics (float32 scalars): energy per clip in total and per level (sensory,
     controls, z2, z3, top), the learning objective, encoder loss, diverged (0/1).
     """
@@ -85,9 +75,6 @@ def train_step(state: TrainState, audio: jax.Array, *, spec: ModelSpec,
     grads, objective = pc.param_gradients(hierarchy, state.params["pc"], [c, *upper])
     new_pc, opt_state = optim.apply(optimizer, grads, state.opt_state, state.params["pc"])
     enc_levels = [control_features(c), *upper]
-    if dreams:
-        enc_levels = [jnp.concatenate(pair) for pair in
-                      zip(enc_levels, _dream(model, state, audio.shape[0], c["log2_f0"].shape[-1]))]
     enc_params, enc_opt_state, enc_loss = pc.amortised_step(
         model.encoder(), state.params["encoder"], state.enc_opt_state, enc_levels,
         optimizer=encoder_optimizer)
@@ -104,15 +91,6 @@ def train_step(state: TrainState, audio: jax.Array, *, spec: ModelSpec,
                "diverged": result.diverged.astype(jnp.float32),
                **{f"energy_{name}": energies[i] for i, name in enumerate(LEVEL_NAMES)}}
     return new_state, metrics
-
-
-def _dream(model, state: TrainState, n: int, n_frames: int) -> list:
-    """Levels [control features, z2, z3, top] of n ancestral samples at temperature 1."""
-    key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
-    k_top, k_down = jax.random.split(key)
-    top = generation.sample_intent(model, k_top, n)
-    c, z2, z3 = generation.sample_down(model, top, k_down, n_frames=n_frames, temperature=1.0)
-    return jax.lax.stop_gradient([control_features(c), z2, z3, top])
 
 
 LEVEL_NAMES = ("sensory", "controls", "z2", "z3", "top")
