@@ -32,7 +32,7 @@ _EXPORTS = {
 _MODULES = ("synth", "spectral", "controls", "sensory", "encoder", "priors", "perception",
             "model", "learn", "generation", "probing", "freqfit", "checkpoint", "config", "audio", "data",
             "pc", "creative", "plots", "outputs", "fluid", "errors", "bench", "train", "demo", "cli",
-            "configio")
+            "configio", "ckpt_leaves")
 
 __all__ = ["__version__", *_EXPORTS, *_MODULES]
 

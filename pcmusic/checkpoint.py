@@ -15,7 +15,6 @@ wrote them; without a target everything lands on the first local device.
 """
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from pcmusic import ckpt_leaves as leaves_lib
 from pcmusic.config import config_diff, config_to_dict, flatten_config
 from pcmusic.errors import CheckpointError
 
@@ -33,52 +33,6 @@ _TMP_MARK = ".orbax-checkpoint-tmp"
 def _ocp():
     import orbax.checkpoint as ocp  # heavy: imported only when checkpoints are used
     return ocp
-
-
-# ---------------------------------------------------------------- leaves
-
-def _path_str(path) -> str:
-    """'0/mu/w' for both a namedtuple and the dict orbax restores it as."""
-    return jax.tree_util.keystr(path, simple=True, separator="/")
-
-
-def _is_key(x) -> bool:
-    return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
-
-
-def _digest(x) -> str | None:
-    if isinstance(x, jax.Array) and not x.is_fully_addressable:
-        return None  # multi-host shards: no single process sees the whole array
-    a = np.ascontiguousarray(np.asarray(x))
-    h = hashlib.blake2b(f"{a.dtype.str}{a.shape}".encode(), digest_size=16)
-    h.update(a.tobytes())
-    return h.hexdigest()
-
-
-def _spec(x) -> dict[str, Any]:
-    """Shape and dtype as stored (typed keys as their uint32 key data)."""
-    if _is_key(x):
-        data = jax.eval_shape(jax.random.key_data, x)
-        return {"shape": list(data.shape), "dtype": str(data.dtype),
-                "prng_impl": str(jax.random.key_impl(x)) if isinstance(x, jax.Array) else None}
-    if not hasattr(x, "dtype"):
-        return {"shape": [], "dtype": str(np.asarray(x).dtype), "python_scalar": True}
-    return {"shape": list(x.shape), "dtype": str(np.dtype(x.dtype))}
-
-
-def _storable(state):
-    """Typed PRNG keys become raw key data, recorded so that restore can re-wrap them."""
-    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, state)
-
-
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (np.ndarray, np.generic, jax.Array)):
-        return np.asarray(x).tolist()
-    return x
 
 
 # ---------------------------------------------------------------- listing
@@ -159,15 +113,17 @@ class Checkpointer:
                                   "resume from the latest step or use a fresh directory")
         leaves = {}
         for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
-            stored = jax.random.key_data(leaf) if _is_key(leaf) else leaf
-            leaves[_path_str(path)] = {**_spec(leaf), "checksum": _digest(stored)}
+            stored = jax.random.key_data(leaf) if leaves_lib.is_key(leaf) else leaf
+            leaves[leaves_lib.path_str(path)] = {**leaves_lib.spec(leaf),
+                                                 "checksum": leaves_lib.digest(stored)}
         from pcmusic import __version__
         meta = {"format": FORMAT_VERSION, "pcmusic_version": __version__, "step": step,
                 "config": config if isinstance(config, dict) else config_to_dict(config),
-                "metrics": _jsonable(metrics or {}), "data_position": _jsonable(data_position or {}),
+                "metrics": leaves_lib.jsonable(metrics or {}),
+                "data_position": leaves_lib.jsonable(data_position or {}),
                 "leaves": leaves}
         ocp = _ocp()
-        args = ocp.args.Composite(state=ocp.args.StandardSave(_storable(state)),
+        args = ocp.args.Composite(state=ocp.args.StandardSave(leaves_lib.storable(state)),
                                   meta=ocp.args.JsonSave(meta))
         if not self._manager.save(step, args=args, force=True):
             raise CheckpointError(f"orbax declined to save step {step} in {self.directory}")
@@ -217,14 +173,14 @@ def _abstract(target, leaves: dict, default_sharding):
         if isinstance(x, np.ndarray) or not hasattr(x, "dtype"):
             return x  # numpy arrays and Python scalars restore as themselves
         sharding = getattr(x, "sharding", None)
-        if _is_key(x):
+        if leaves_lib.is_key(x):
             x = jax.eval_shape(jax.random.key_data, x)
             if not isinstance(sharding, (jax.sharding.NamedSharding, jax.sharding.SingleDeviceSharding)):
                 sharding = None
         abstract = jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding or default_sharding)
-        record = leaves[_path_str(path)]
+        record = leaves[leaves_lib.path_str(path)]
         if record["dtype"] != str(np.dtype(x.dtype)):
-            convert[_path_str(path)] = abstract
+            convert[leaves_lib.path_str(path)] = abstract
             placeholder = np.zeros(record["shape"], record["dtype"])
             return placeholder.item() if record.get("python_scalar") else placeholder
         return abstract
@@ -249,7 +205,8 @@ def _canonical(dtype: str) -> str:
 
 
 def _check_structure(target, leaves: dict, where: str) -> None:
-    wanted = {_path_str(p): _spec(x) for p, x in jax.tree_util.tree_flatten_with_path(target)[0]}
+    flat = jax.tree_util.tree_flatten_with_path(target)[0]
+    wanted = {leaves_lib.path_str(p): leaves_lib.spec(x) for p, x in flat}
     missing = sorted(wanted.keys() - leaves.keys())
     extra = sorted(leaves.keys() - wanted.keys())
     changed = [f"{k}: checkpoint {leaves[k]['dtype']}{leaves[k]['shape']}, "
@@ -324,7 +281,8 @@ def _read(manager, step, steps, where, target, expected_config):
     if target is not None:
         _check_structure(target, leaves, where)
         abstract, convert = _abstract(target, leaves, default_sharding)
-        typed = {_path_str(p) for p, x in jax.tree_util.tree_flatten_with_path(target)[0] if _is_key(x)}
+        flat = jax.tree_util.tree_flatten_with_path(target)[0]
+        typed = {leaves_lib.path_str(p) for p, x in flat if leaves_lib.is_key(x)}
     else:
         try:
             tree = manager.item_metadata(step)["state"].tree
@@ -342,9 +300,9 @@ def _read(manager, step, steps, where, target, expected_config):
     bad = []
 
     def finish(path, x):
-        path = _path_str(path)
+        path = leaves_lib.path_str(path)
         record = leaves.get(path, {})
-        if record.get("checksum") is not None and _digest(x) != record["checksum"]:
+        if record.get("checksum") is not None and leaves_lib.digest(x) != record["checksum"]:
             bad.append(path)
         if path in typed:
             return jax.random.wrap_key_data(x, impl=record.get("prng_impl") or "threefry2x32")

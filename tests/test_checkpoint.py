@@ -17,6 +17,7 @@ import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from pcmusic import checkpoint as ckpt
+from pcmusic import ckpt_leaves
 from pcmusic.config import apply_overrides, default_config
 from pcmusic.errors import CheckpointError
 
@@ -38,7 +39,7 @@ def make_state(seed=0, scale=1.0):
 
 
 def as_host(tree):
-    return jax.tree.map(lambda x: np.asarray(jax.random.key_data(x) if ckpt._is_key(x) else x), tree)
+    return jax.tree.map(lambda x: np.asarray(jax.random.key_data(x) if ckpt_leaves.is_key(x) else x), tree)
 
 
 def assert_same(a, b):
