@@ -19,11 +19,9 @@ Writes results.json, coevolve_metrics.png and survivors/*.wav.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -36,11 +34,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from pcmusic import audio as audio_io  # noqa: E402
-from pcmusic.config import config_to_dict, load_config, require  # noqa: E402
+from pcmusic import experiment, outputs  # noqa: E402
+from pcmusic.config import config_to_dict, require  # noqa: E402
 from pcmusic.creative import coevolve as co  # noqa: E402
 from pcmusic.creative import listener as lis  # noqa: E402
 from pcmusic.creative import mcc, modes  # noqa: E402
-from pcmusic.errors import PcmusicError  # noqa: E402
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "coevolve.toml"
 QUICK = ["n_batches=60", "snapshot_every=10", "gen_capacity=32", "lis_capacity=8",
@@ -217,7 +215,7 @@ def run(cfg: CoevolveExperiment, out_dir: Path) -> dict:
             "mc_always_true_lower_ecology":
                 runs["mc_always_true"]["mean_ecology_second_half"] < main["mean_ecology_second_half"]},
         "figures": plot(cfg, runs, out_dir), "seconds": time.perf_counter() - t0}
-    (out_dir / "results.json").write_text(json.dumps(results, indent=1))
+    outputs.write_atomic(out_dir / "results.json", json.dumps(results, indent=1))
     return results
 
 
@@ -252,28 +250,10 @@ def summary(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG))
-    parser.add_argument("--out", default="runs/coevolve", help="output folder")
-    parser.add_argument("--quick", action="store_true", help=f"smoke run: {' '.join(QUICK)}")
-    parser.add_argument("--force", action="store_true", help="overwrite an earlier results.json")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="config override, e.g. --set resource_limit=3")
-    args = parser.parse_args(argv)
-    out_dir = Path(args.out)
-    if (out_dir / "results.json").is_file() and not args.force:
-        raise PcmusicError(f"{out_dir / 'results.json'} exists: pass --force to overwrite it "
-                           "or choose another --out")
-    cfg = load_config(args.config, schema=CoevolveExperiment,
-                      overrides=(QUICK if args.quick else []) + args.overrides)
-    results = run(cfg, out_dir)
-    print(summary(results))
-    print(f"{results['seconds']:.1f} s; wrote {out_dir / 'results.json'}")
-    return results
+    return experiment.main(argv, description=__doc__.split("\n\n")[0], schema=CoevolveExperiment,
+                           default_config=DEFAULT_CONFIG, default_out="runs/coevolve", quick=QUICK,
+                           run=run, summary=summary, set_example="resource_limit=3")
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except PcmusicError as err:
-        sys.exit(f"error: {err}")
+    experiment.entry(main)

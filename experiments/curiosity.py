@@ -25,10 +25,8 @@ Writes results.json, curiosity_probes.png, curiosity_search.png and search_*.wav
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -41,12 +39,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from pcmusic import audio as audio_io  # noqa: E402
-from pcmusic.config import config_to_dict, load_config, require  # noqa: E402
+from pcmusic import experiment, outputs  # noqa: E402
+from pcmusic.config import config_to_dict, require  # noqa: E402
 from pcmusic.creative import coevolve as co  # noqa: E402
 from pcmusic.creative import curiosity as cur  # noqa: E402
 from pcmusic.creative import listener as lis  # noqa: E402
 from pcmusic.data.melodies import temperature_for_entropy  # noqa: E402
-from pcmusic.errors import PcmusicError  # noqa: E402
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "curiosity.toml"
 QUICK = ["seeds=[0]", "n_develop=200", "n_melodies=4", "probes.n_familiar=4",
@@ -352,7 +350,7 @@ def run(cfg: CuriosityExperiment, out_dir: Path) -> dict:
             "motif_entropy_peak_strictly_inside": all(s["motif_peak_strictly_inside"] for s in seeds),
             "iid_entropy_peak_strictly_inside": all(s["peak_strictly_inside"] for s in seeds)},
         "figures": figures, "seconds": time.perf_counter() - t0}
-    (out_dir / "results.json").write_text(json.dumps(results, indent=1))
+    outputs.write_atomic(out_dir / "results.json", json.dumps(results, indent=1))
     return results
 
 
@@ -372,28 +370,10 @@ def summary(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG))
-    parser.add_argument("--out", default="runs/curiosity", help="output folder")
-    parser.add_argument("--quick", action="store_true", help=f"smoke run: {' '.join(QUICK)}")
-    parser.add_argument("--force", action="store_true", help="overwrite an earlier results.json")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="config override, e.g. --set n_learn=5")
-    args = parser.parse_args(argv)
-    out_dir = Path(args.out)
-    if (out_dir / "results.json").is_file() and not args.force:
-        raise PcmusicError(f"{out_dir / 'results.json'} exists: pass --force to overwrite it "
-                           "or choose another --out")
-    cfg = load_config(args.config, schema=CuriosityExperiment,
-                      overrides=(QUICK if args.quick else []) + args.overrides)
-    results = run(cfg, out_dir)
-    print(summary(results))
-    print(f"{results['seconds']:.1f} s; wrote {out_dir / 'results.json'}")
-    return results
+    return experiment.main(argv, description=__doc__.split("\n\n")[0], schema=CuriosityExperiment,
+                           default_config=DEFAULT_CONFIG, default_out="runs/curiosity", quick=QUICK,
+                           run=run, summary=summary, set_example="n_learn=5")
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except PcmusicError as err:
-        sys.exit(f"error: {err}")
+    experiment.entry(main)

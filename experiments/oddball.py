@@ -16,10 +16,8 @@ Writes results.json, oddball_traces.png, oddball_ratios.png, oddball_adaptation.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -31,10 +29,10 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from pcmusic.config import config_to_dict, load_config, require  # noqa: E402
+from pcmusic import experiment, outputs  # noqa: E402
+from pcmusic.config import config_to_dict, require  # noqa: E402
 from pcmusic.creative import listener as lis  # noqa: E402
 from pcmusic.creative import oddball as odd  # noqa: E402
-from pcmusic.errors import PcmusicError  # noqa: E402
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "oddball.toml"
 QUICK = ["seeds=[0]", "n_permutations=2000"]  # same streams and listener, one seed: CI's smoke run
@@ -261,7 +259,7 @@ def run(cfg: OddballExperiment, out_dir: Path) -> dict:
     checks = {name: all(s["checks"][name] for s in seeds) for name in seeds[0]["checks"]}
     results = {"config": config_to_dict(cfg), "seeds": seeds, "holds_for_all_seeds": checks,
                "figures": figures, "seconds": time.perf_counter() - t0}
-    (out_dir / "results.json").write_text(json.dumps(results, indent=1))
+    outputs.write_atomic(out_dir / "results.json", json.dumps(results, indent=1))
     return results
 
 
@@ -280,28 +278,10 @@ def summary(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG))
-    parser.add_argument("--out", default="runs/oddball", help="output folder")
-    parser.add_argument("--quick", action="store_true", help=f"smoke run: {' '.join(QUICK)}")
-    parser.add_argument("--force", action="store_true", help="overwrite an earlier results.json")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="config override, e.g. --set seeds=[0,1]")
-    args = parser.parse_args(argv)
-    out_dir = Path(args.out)
-    if (out_dir / "results.json").is_file() and not args.force:
-        raise PcmusicError(f"{out_dir / 'results.json'} exists: pass --force to overwrite it "
-                           "or choose another --out")
-    cfg = load_config(args.config, schema=OddballExperiment,
-                      overrides=(QUICK if args.quick else []) + args.overrides)
-    results = run(cfg, out_dir)
-    print(summary(results))
-    print(f"{results['seconds']:.1f} s; wrote {out_dir / 'results.json'}")
-    return results
+    return experiment.main(argv, description=__doc__.split("\n\n")[0], schema=OddballExperiment,
+                           default_config=DEFAULT_CONFIG, default_out="runs/oddball", quick=QUICK,
+                           run=run, summary=summary, set_example="seeds=[0,1]")
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except PcmusicError as err:
-        sys.exit(f"error: {err}")
+    experiment.entry(main)

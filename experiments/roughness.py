@@ -17,10 +17,8 @@ Writes results.json and roughness_curves.png into --out.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -32,9 +30,9 @@ import optax
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from pcmusic.config import config_to_dict, load_config, require  # noqa: E402
+from pcmusic import experiment, outputs  # noqa: E402
+from pcmusic.config import config_to_dict, require  # noqa: E402
 from pcmusic.creative.roughness import find_minima, scan_minima  # noqa: E402
-from pcmusic.errors import PcmusicError  # noqa: E402
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "roughness.toml"
 QUICK = ["n_starts=4", "fixed_step_control=false"]  # the method itself, fewer starts: CI's smoke run
@@ -180,7 +178,7 @@ def run(cfg: RoughnessExperiment, out_dir: Path) -> dict:
         "figures": ["roughness_curves.png"],
         "seconds": time.perf_counter() - t0,
     }
-    (out_dir / "results.json").write_text(json.dumps(results, indent=1))
+    outputs.write_atomic(out_dir / "results.json", json.dumps(results, indent=1))
     return results
 
 
@@ -194,34 +192,15 @@ def summary(results: dict) -> str:
         cells += [f"probe {p['ratio']} left to {sorted({round(f, 4) for f in p['finals']})}"
                   for p in t["probes"]]
         lines.append(f"{t['name']}: " + ", ".join(cells))
+    lines.append(f"all converged: {results['all_converged']}; probes left: {results['all_probes_left']}")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG))
-    parser.add_argument("--out", default="runs/roughness", help="output folder")
-    parser.add_argument("--quick", action="store_true", help=f"smoke run: {' '.join(QUICK)}")
-    parser.add_argument("--force", action="store_true", help="overwrite an earlier results.json")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="config override, e.g. --set n_starts=8")
-    args = parser.parse_args(argv)
-    out_dir = Path(args.out)
-    if (out_dir / "results.json").is_file() and (out_dir / "results.json").stat().st_size \
-            and not args.force:
-        raise PcmusicError(f"{out_dir / 'results.json'} exists: pass --force to overwrite it "
-                           "or choose another --out")
-    cfg = load_config(args.config, schema=RoughnessExperiment,
-                      overrides=(QUICK if args.quick else []) + args.overrides)
-    results = run(cfg, out_dir)
-    print(summary(results))
-    print(f"all converged: {results['all_converged']}; probes left: {results['all_probes_left']}; "
-          f"{results['seconds']:.1f} s; wrote {out_dir / 'results.json'}")
-    return results
+    return experiment.main(argv, description=__doc__.split("\n\n")[0], schema=RoughnessExperiment,
+                           default_config=DEFAULT_CONFIG, default_out="runs/roughness", quick=QUICK,
+                           run=run, summary=summary, set_example="n_starts=8")
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except PcmusicError as err:
-        sys.exit(f"error: {err}")
+    experiment.entry(main)

@@ -2,11 +2,7 @@
 and a --quick run of experiments/coevolve.py asserting the outcomes of RESEARCH.md sec. 3."""
 import dataclasses
 import functools
-import importlib.util
-import json
 import math
-import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -18,8 +14,8 @@ from pcmusic.creative import coevolve as co
 from pcmusic.creative import listener as lis
 from pcmusic.creative import pieces as pieces_lib
 from pcmusic.errors import ConfigError, PcmusicError
+from tests import experiment_scripts
 
-SCRIPT = Path(__file__).resolve().parent.parent / "experiments" / "coevolve.py"
 SPACE = co.PieceSpace()
 ONLY_PITCH = dataclasses.replace(SPACE, p_extra_pitch=0.0, p_insert=0.0, p_delete=0.0, p_timbre=0.0)
 SPEC = lis.ListenerSpec(n_bands=12, n_context=4, n_latent=8)
@@ -178,20 +174,9 @@ def test_piece_space_rejects_bad_bounds():
         co.PieceSpace(cents_range=(0.0, 10.0))
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("experiment_coevolve", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("coevolve")
-    script = load_script()
-    script.main(["--quick", "--out", str(out)])
-    return script, out, json.loads((out / "results.json").read_text())
+    return experiment_scripts.run_quick("coevolve", tmp_path_factory)
 
 
 def test_quick_run_is_open_ended_and_the_controls_differ(quick_run):

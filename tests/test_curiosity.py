@@ -2,10 +2,6 @@
 repeated and sequential compression progress (a known process stops paying), the
 CP-seeking generator, and a --quick run of experiments/curiosity.py (RESEARCH.md sec. 4)."""
 import functools
-import importlib.util
-import json
-import sys
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -15,8 +11,8 @@ from pcmusic.creative import coevolve as co
 from pcmusic.creative import curiosity as cur
 from pcmusic.creative import listener as lis
 from pcmusic.errors import ConfigError, PcmusicError
+from tests import experiment_scripts
 
-SCRIPT = Path(__file__).resolve().parent.parent / "experiments" / "curiosity.py"
 SPEC = lis.ListenerSpec(n_bands=12, n_context=4, n_latent=8)
 ENV = cur.Environment(n_clips=8, n_frames=32)
 SPACE = co.PieceSpace(max_notes=4, n_frames=48)
@@ -140,20 +136,9 @@ def test_search_keeps_the_mutant_with_most_progress():
     assert not np.allclose(learned["maps"][0]["w"], params["maps"][0]["w"])   # it learned
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("experiment_curiosity", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("curiosity")
-    script = load_script()
-    script.main(["--quick", "--out", str(out)])
-    return script, out, json.loads((out / "results.json").read_text())
+    return experiment_scripts.run_quick("curiosity", tmp_path_factory)
 
 
 def test_quick_run_compression_progress(quick_run):

@@ -1,31 +1,15 @@
 """Smoke run of experiments/roughness.py --quick: the qualitative outcomes of RESEARCH.md sec. 5."""
-import importlib.util
-import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from pcmusic.errors import ConfigError, PcmusicError
-
-SCRIPT = Path(__file__).resolve().parent.parent / "experiments" / "roughness.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("experiment_roughness", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their annotations through it
-    spec.loader.exec_module(module)
-    return module
+from tests import experiment_scripts
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("roughness")
-    script = load_script()
-    script.main(["--quick", "--out", str(out)])
-    return script, out, json.loads((out / "results.json").read_text())
+    return experiment_scripts.run_quick("roughness", tmp_path_factory)
 
 
 def by_name(results, name):

@@ -6,31 +6,20 @@ corpus clips) finds each corpus's own tuning, and the generations are measured a
 judged by the same rule. Whether trained models copy their tuning is the full run's
 result (the report), not a CI assertion.
 """
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import tests.test_train  # noqa: F401  (the shared compile cache)
-
-SCRIPT = Path(__file__).resolve().parent.parent / "experiments" / "tuning_copy.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("experiment_tuning_copy", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their annotations through it
-    spec.loader.exec_module(module)
-    return module
+from tests.experiment_scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("tuning_copy")
-    script = load_script()
+    script = load_script("tuning_copy")
     assert script.main(["--quick", "--out", str(out)]) == 0
     return script, out, json.loads((out / "results.json").read_text())
 
@@ -67,7 +56,7 @@ def test_generations_are_measured_and_judged_by_the_same_rule(quick_run):
 
 
 def test_lattice_stats_against_hand_counts():
-    script = load_script()
+    script = load_script("tuning_copy")
     from pcmusic.data import parse_tuning
 
     f_ref = 261.6256
@@ -81,6 +70,6 @@ def test_lattice_stats_against_hand_counts():
 
 
 def test_bad_config_is_one_line_and_exit_2(tmp_path, capsys):
-    assert load_script().main(["--set", "tunings=[\"5-TET\"]", "--out", str(tmp_path)]) == 2
+    assert load_script("tuning_copy").main(["--set", "tunings=[\"5-TET\"]", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "at least two tunings" in err

@@ -1,9 +1,5 @@
 """Oddball: sequence rules, stream controls, window statistics, the permutation test, and a
 --quick run of experiments/oddball.py asserting the mismatch effects of RESEARCH.md sec. 6."""
-import importlib.util
-import json
-import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -12,8 +8,7 @@ import pytest
 
 from pcmusic.creative import oddball as odd
 from pcmusic.errors import ConfigError, PcmusicError
-
-SCRIPT = Path(__file__).resolve().parent.parent / "experiments" / "oddball.py"
+from tests import experiment_scripts
 
 
 def test_rare_events_follow_the_paradigm_rules():
@@ -69,20 +64,9 @@ def test_permutation_test_detects_a_difference_and_not_its_absence():
     np.testing.assert_allclose(float(r1), float(r2), rtol=1e-6)
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("experiment_oddball", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("oddball")
-    script = load_script()
-    script.main(["--quick", "--out", str(out)])
-    return script, out, json.loads((out / "results.json").read_text())
+    return experiment_scripts.run_quick("oddball", tmp_path_factory)
 
 
 def test_quick_run_shows_the_mismatch_effects(quick_run):
