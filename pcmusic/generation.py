@@ -159,16 +159,15 @@ def _generate_one(params, intent, key, *, spec, n_frames, refine_steps, hearing,
         audio = controls_lib.render(action, cspec, key=k_noise)
         return audio, hearing.apply(audio, sample_rate=cspec.sample_rate, key=k_hear)
 
-    blur0 = refine.blur * jnp.median(jnp.exp2(c0["log2_f0"][:, 0]), axis=-1)
+    blur0 = perception.initial_blur_hz(c0, refine.blur)
 
     def energy_fn(state, step):
         _, x = heard(state["action"])
         c = state["beliefs"]["controls"]
-        predicted = sensory.predict(c, cspec, sspec)
-        errors = tuple(o - p for o, p in zip(sensory.observe(x, sspec), predicted))
-        fade = jnp.maximum(0.0, 1.0 - 2.0 * step.astype(jnp.float32) / max(refine_steps, 1))
-        blurred = jax.vmap(lambda e, b: sensory.blur(e, b, sspec))(errors, blur0 * fade)
-        e_sens = refine.sensory_precision * jnp.sum(sensory.weighted_square_error(blurred, sspec, cspec.hop))
+        e_sens, errors = perception.sensory_energy(
+            c, sensory.observe(x, sspec), blur0 * perception.blur_fade(step, refine_steps),
+            cspec=cspec, sspec=sspec, precision=refine.sensory_precision)
+        e_sens = jnp.sum(e_sens)
         e_prior = jnp.sum(priors.energy(c, spec.prior, cspec))
         e_up, aux = model.upper_energy(c, (*state["beliefs"]["upper"], intent), step=step)
         # Proprioceptive error: the action is predicted by the belief about the controls,

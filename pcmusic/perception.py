@@ -106,6 +106,17 @@ def latent_optimizer(latents: dict, spec: InferenceSpec, *, clamp=None) -> optax
                                   "latent": adam(spec.lr_latent)}, labels)
 
 
+def initial_blur_hz(controls: dict, blur: float) -> jax.Array:
+    """Width (Hz) `[B]` of the coarse-to-fine spectral blur at step 0: `blur` times each
+    sample's median first-voice f0 (controls `log2_f0` `[B, V, F]`)."""
+    return blur * jnp.median(jnp.exp2(controls["log2_f0"][:, 0]), axis=-1)
+
+
+def blur_fade(step: jax.Array, n_steps: int) -> jax.Array:
+    """Blur schedule: 1 at step 0 falling linearly to 0 at half of `n_steps`, then 0."""
+    return jnp.maximum(0.0, 1.0 - 2.0 * step.astype(jnp.float32) / max(n_steps, 1))
+
+
 def sensory_energy(controls: dict, observed: tuple, blur_hz: jax.Array, *, cspec, sspec,
                    precision: float) -> tuple[jax.Array, tuple]:
     """Per-sample sensory energy `[B]` and the (unblurred) errors phi(x) - phi(synth(c))."""
@@ -119,12 +130,10 @@ def make_energy_fn(observed: tuple, blur0_hz: jax.Array, *, cspec, sspec, prior,
                    model=None):
     """`(latents, step) -> (E, aux)` for `pc.infer`; aux["energies"] is per level
     (sensory, controls, then the model's upper levels)."""
-    n_steps = max(inference.n_steps, 1)
-
     def fn(latents, step):
-        fade = jnp.maximum(0.0, 1.0 - 2.0 * step.astype(jnp.float32) / n_steps)
         c = latents["controls"]
-        e_sens, errors = sensory_energy(c, observed, blur0_hz * fade, cspec=cspec, sspec=sspec,
+        blur_hz = blur0_hz * blur_fade(step, inference.n_steps)
+        e_sens, errors = sensory_energy(c, observed, blur_hz, cspec=cspec, sspec=sspec,
                                         precision=inference.sensory_precision)
         terms = [jnp.sum(e_sens), jnp.sum(priors.energy(c, prior, cspec))]
         all_errors = [errors, None]
@@ -167,7 +176,7 @@ def settle(audio, *, cspec, sspec, prior, inference, model=None, shift=0.0,
     c = jax.tree.map(lambda a: a[:, 0], c)   # drop the per-clip batch axis of 1
     c = dict(c, log2_f0=c["log2_f0"] + shift)
     observed = sensory.observe(audio, sspec)
-    blur0 = inference.blur * jnp.median(jnp.exp2(c["log2_f0"][:, 0]), axis=-1)
+    blur0 = initial_blur_hz(c, inference.blur)
     upper = ()
     if model is not None:
         upper = model.settle_upper(c, model.init_upper(c), n_steps=inference.n_upper_steps,
