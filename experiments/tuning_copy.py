@@ -3,8 +3,8 @@
 The copy-model baseline the project argues against (RESEARCH.md): a generative model
 trained on a corpus reproduces the corpus's statistics, here its tuning. For each
 tuning (5-TET and 12-TET by default) the same hierarchy is trained on synthetic
-melodies in that tuning (`pcmusic.train`), then generates sounds (intents sampled from
-its top prior, refined by listening, `pcmusic.generate`). Their pitches are measured
+melodies in that tuning (`pcmusic.train`), then generates sounds (intents sampled like
+those it met in training, refined by listening, `pcmusic.generate`). Their pitches are measured
 by *perceiving* the generated audio with the untrained default listener
 (`pcmusic.perceive`, model=None: no access to the generator's controls, and no
 knowledge of any tuning); the generator's own control f0 (where its voice is audible)

@@ -7,7 +7,7 @@ Nothing to download. In `workdir` (default runs/demo):
   2. perceive/   a real instrument note (a clarinet E4 from FluidSynth and a GM
                  soundfont, if installed; else a synthetic note) perceived by the trained
                  network: note.wav, percept.json, pitch_track.png;
-  3. generate/   sounds generated from intents sampled from the top prior, refined by
+  3. generate/   sounds generated from intents like those met in training, refined by
                  listening to themselves: sample_i.wav (refined), sample_i_unrefined.wav,
                  sample_i.png (spectrogram and energy per refinement step);
   4. summary.json and a printed list of what is where.

@@ -1,9 +1,10 @@
 """Generation with self-refinement: intend, predict, render, listen, refine.
 
 `generate(model, key, n=..., seconds=..., refine_steps=...)` clamps the top level to
-an intent (sampled from the prior N(top_mean, 1/pi_top) or given), samples every
-level below it from the model's Gaussians (ancestral sampling; `temperature` 0 gives
-the top-down mean prediction), and renders the controls (the unrefined sound). Then it
+an intent (sampled from the intents the model met in training, `pcmusic.intents`, or
+given), samples every level below it around its prediction (ancestral sampling with
+the residual spread met in training; `temperature` 0 gives the top-down mean
+prediction), and renders the controls (the unrefined sound). Then it
 refines, as active inference: the network holds beliefs b = (controls c, z2, z3)
 under the clamped intent and an action a (the controls it sends to the oscillator
 bank, initially c). Each refinement step it renders a, *hears* it (through an
@@ -13,12 +14,15 @@ free energy
 
     F(a, b) = pi_s * 0.5 * sum_r w_r ||phi_r(hear(synth(a))) - phi_r(synth(c))||^2
             + 0.5 * pi_m * ||a - c||^2         (proprioceptive: the action follows belief)
-            + prior(c) + top-down errors(c, z2, z3 | intent)
+            + prior(c - g2(z2)) + top-down errors(c, z2, z3 | intent)
 
 in b (perception: infer what it heard) and in a (action: change the sound so what
-is heard matches what is intended). The noise of a render is drawn once per sample
-so F is a deterministic function of (a, b); with small steps it never rises. The
-trace records F and its per-level terms at every step.
+is heard matches what is intended). The structural prior scores the beliefs'
+departure from the top-down prediction (`RefineSpec.structural_prior`), and F leaves
+out the constant -0.5 log pi terms, so F >= 0 and is 0 for a sound that is exactly
+what the intent predicts. The noise of a render is drawn once per sample so F is a
+deterministic function of (a, b); with small steps it never rises. The trace records
+F and its per-level terms at every step.
 """
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ import numpy as np
 import optax
 
 from pcmusic import controls as controls_lib
-from pcmusic import pc, perception, priors, sensory
+from pcmusic import intents, pc, perception, priors, sensory
 from pcmusic.errors import PcmusicError
 
 
@@ -70,16 +74,48 @@ class RefineSpec:
     the action a to the believed controls c (pi_c: the model's control-level
     precisions). It lets the action follow a belief across the non-convex spectral
     landscape, e.g. back towards the intended pitch, while the sensory term makes
-    it compensate for what hearing does to the sound."""
+    it compensate for what hearing does to the sound. The f0 and latent steps are
+    small because Adam's first steps are sign-like: every frame's f0 and every latent
+    unit moving by the full step roughens the prediction (the latents' spread in a
+    trained model is ~0.1, see `pcmusic.intents`) and F rises before it falls; the
+    steps also ramp up linearly over warmup_steps. blur: initial spectral blur as in
+    perception (0: none, so F is one fixed function of the state; a blur that fades
+    makes F change under a still state). structural_prior: see `_prior_energy`."""
 
-    lr_f0: float = 0.002
+    lr_f0: float = 0.0002
     lr_amp: float = 0.02
-    lr_latent: float = 0.02
-    lr_action_f0: float = 0.002
+    lr_latent: float = 0.001
+    lr_action_f0: float = 0.0002
     lr_action_amp: float = 0.02
     sensory_precision: float = 0.01
     motor_precision: float = 1.0
-    blur: float = 0.05
+    blur: float = 0.0
+    structural_prior: str = "residual"
+    warmup_steps: int = 10
+
+    def __post_init__(self):
+        if self.structural_prior not in ("residual", "controls", "none"):
+            raise PcmusicError(f"RefineSpec.structural_prior must be 'residual', 'controls' or 'none'; "
+                               f"got {self.structural_prior!r}")
+
+
+def _prior_energy(model, c: dict, z2: jax.Array, spec, refine: RefineSpec) -> jax.Array:
+    """Structural prior of the believed controls during refinement: `[B]`.
+
+    "controls": on the controls themselves (as perception). "residual" (default): on
+    their departure from the top-down prediction g2(z2): the trained hierarchy already
+    predicts the controls, and a prediction that is rougher than the default prior
+    (piecewise-linear in time) would otherwise be smoothed away, taking what the
+    intent asked for with it; the prior keeps the corrections smooth. "none": off.
+    """
+    if refine.structural_prior == "none":
+        return jnp.zeros(c["log2_f0"].shape[:1], jnp.float32)
+    if refine.structural_prior == "controls":
+        return priors.energy(c, spec.prior, spec.controls)
+    n_frames = c["log2_f0"].shape[-1]
+    predicted = model.hierarchy(n_frames).maps[0](model.params["pc"]["maps"][0], z2)
+    residual = jax.tree.map(jnp.subtract, c, predicted)
+    return priors.energy(residual, dataclasses.replace(spec.prior, inharm_precision=0.0), spec.controls)
 
 
 class Trace(NamedTuple):
@@ -99,17 +135,22 @@ class Trace(NamedTuple):
 
 
 def sample_intent(model, key: jax.Array, n: int) -> jax.Array:
-    """Draw n intents from the top prior N(top_mean, 1/pi_top): `[n, 1, d_top]`."""
-    pcp = model.params["pc"]
-    mean, log_pi = pcp["top_mean"], pcp["log_precision"][-1]
+    """Draw n intents `[n, 1, d_top]` from the intents the model met in training: a
+    Gaussian with the running mean and s.d. of its settled tops (`pcmusic.intents`;
+    the top prior N(top_mean, 1/pi_top) for params without them). PC learning settles
+    the tops far inside the unit-variance inference prior, so prior samples would be
+    intents the model has never met."""
+    mean, std = intents.intent_stats(model.params)
     eps = jax.random.normal(key, (n,) + mean.shape, jnp.float32)
-    return mean[None] + eps * jnp.exp(-0.5 * log_pi)
+    return mean[None] + eps * std[None]
 
 
 def _group_optimizer(spec: RefineSpec, labels: list) -> optax.GradientTransformation:
     groups = {"f0": spec.lr_f0, "amp": spec.lr_amp, "latent": spec.lr_latent,
               "act_f0": spec.lr_action_f0, "act_amp": spec.lr_action_amp}
-    return optax.multi_transform({g: optax.adam(lr) for g, lr in groups.items()}, labels)
+    def adam(lr):   # a linear warm-up: Adam's first steps are sign-like, full-size in every unit
+        return optax.adam(optax.linear_schedule(0.0, lr, spec.warmup_steps) if spec.warmup_steps else lr)
+    return optax.multi_transform({g: adam(lr) for g, lr in groups.items()}, labels)
 
 
 def _labels(state: dict) -> list:
@@ -125,24 +166,24 @@ def sample_down(model, intent: jax.Array, key: jax.Array, *, n_frames: int,
                 temperature: float) -> tuple:
     """Ancestral sample of (controls, z2, z3) below a clamped intent `[B, 1, d_top]`.
 
-    The latent levels are drawn from their Gaussians, z_l ~ N(g_l(z_{l+1}),
-    temperature^2 / pi_l), with the model's learned precisions; temperature 0 is the
-    top-down mean. The controls are the mean prediction g2(z2): their fine structure
-    in time and across partials is the structural prior's (pcmusic.priors), which
-    white noise per frame would violate.
+    The latent levels are drawn from Gaussians around their predictions,
+    z_l ~ N(g_l(z_{l+1}), temperature^2 s_l^2), where s_l is the residual s.d. the
+    model met in training (`pcmusic.intents`; 1/sqrt(pi_l) for params without
+    it); temperature 0 is the top-down mean. The controls are the mean prediction
+    g2(z2): their fine structure in time and across partials is the structural
+    prior's (pcmusic.priors), which white noise per frame would violate.
     """
     hierarchy = model.hierarchy(n_frames)
     pcp = model.params["pc"]
+    scales = intents.residual_scales(model.params)
     levels = [intent]
     keys = jax.random.split(key, hierarchy.n_levels - 1)
     for level in range(hierarchy.n_levels - 2, -1, -1):
         mean = hierarchy.maps[level](pcp["maps"][level], levels[0])
         leaves, treedef = jax.tree.flatten(mean)
-        log_pi = treedef.flatten_up_to(pcp["log_precision"][level])
         leaf_keys = jax.random.split(keys[level], len(leaves))
-        scale = jnp.float32(temperature if level > 0 else 0.0)
-        drawn = [m + scale * jnp.exp(-0.5 * lp) * jax.random.normal(k, m.shape, m.dtype)
-                 for m, lp, k in zip(leaves, log_pi, leaf_keys)]
+        scale = jnp.float32(temperature) * scales[level - 1] if level > 0 else jnp.float32(0.0)
+        drawn = [m + scale * jax.random.normal(k, m.shape, m.dtype) for m, k in zip(leaves, leaf_keys)]
         levels.insert(0, treedef.unflatten(drawn))
     return tuple(levels[:-1])
 
@@ -168,8 +209,8 @@ def _generate_one(params, intent, key, *, spec, n_frames, refine_steps, hearing,
             c, sensory.observe(x, sspec), blur0 * perception.blur_fade(step, refine_steps),
             cspec=cspec, sspec=sspec, precision=refine.sensory_precision)
         e_sens = jnp.sum(e_sens)
-        e_prior = jnp.sum(priors.energy(c, spec.prior, cspec))
-        e_up, aux = model.upper_energy(c, (*state["beliefs"]["upper"], intent), step=step)
+        e_prior = jnp.sum(_prior_energy(model, c, state["beliefs"]["upper"][0], spec, refine))
+        e_up, aux = model.upper_energy(c, (*state["beliefs"]["upper"], intent), step=step, log_det=False)
         # Proprioceptive error: the action is predicted by the belief about the controls,
         # with the model's own control-level precision (motor noise = prediction noise).
         motor = jax.tree.map(jnp.subtract, state["action"], c)

@@ -7,7 +7,9 @@
      sensory level clamped (the energy sums over the batch);
   3. one optax step on the hierarchy's params (maps, log-precisions, top mean)
      along -dE/dtheta at the settled latents (energy per clip);
-  4. one step on the amortised encoder towards the settled latents (hybrid inference).
+  4. one step on the amortised encoder towards the settled latents (hybrid inference);
+  5. the sampling statistics (running mean and s.d. of the settled tops, rms of the
+     settled errors at z2 and z3) move towards the batch's: generation samples from them.
 A batch whose inference diverged leaves the params untouched and is counted.
 Data parallelism (a `data` mesh axis) is the caller's: shard `audio` over the batch
 axis and replicate the state; the sums above become all-reduces (pcmusic.train).
@@ -20,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from pcmusic import pc, perception
+from pcmusic import intents, pc, perception
 from pcmusic.pc import optim
 from pcmusic.model import AudioModel, ModelSpec, control_features, init_model
 
@@ -74,14 +76,19 @@ def train_step(state: TrainState, audio: jax.Array, *, spec: ModelSpec,
     hierarchy = model.hierarchy(c["log2_f0"].shape[-1])
     grads, objective = pc.param_gradients(hierarchy, state.params["pc"], [c, *upper])
     new_pc, opt_state = optim.apply(optimizer, grads, state.opt_state, state.params["pc"])
+    if not spec.learn_latent_precision:   # z2, z3 and top precisions stay as initialised
+        new_pc = dict(new_pc, log_precision=(new_pc["log_precision"][0],
+                                             *state.params["pc"]["log_precision"][1:]))
     enc_levels = [control_features(c), *upper]
     enc_params, enc_opt_state, enc_loss = pc.amortised_step(
         model.encoder(), state.params["encoder"], state.enc_opt_state, enc_levels,
         optimizer=encoder_optimizer)
     ok = ~result.diverged
     keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)  # noqa: E731
-    new_state = TrainState(params={"pc": keep(new_pc, state.params["pc"]),
-                                   "encoder": keep(enc_params, state.params["encoder"])},
+    _, aux = model.upper_energy(c, upper)
+    new_params = intents.update_intent_stats({"pc": new_pc, "encoder": enc_params,
+                                              "intent": state.params["intent"]}, upper, aux["errors"])
+    new_state = TrainState(params=keep(new_params, state.params),
                            opt_state=keep(opt_state, state.opt_state),
                            enc_opt_state=keep(enc_opt_state, state.enc_opt_state),
                            step=state.step + 1, key=state.key)

@@ -2,7 +2,7 @@
 
 Levels, top to bottom (DESIGN.md), with frame rates falling with height:
 
-    top   [B, 1, d_top]               clip-level intent (prior N(0, I))
+    top   [B, 1, d_top]               clip-level intent (prior N(top_mean, I))
       | g_top: dense, tiled over the phrase frames
     z3    [B, F / (r1 r2), d3]        phrase level
       | g3: linear interpolation (x r2), conv (tanh), conv
@@ -31,9 +31,9 @@ import numpy as np
 import optax
 
 from pcmusic import controls as controls_lib
-from pcmusic import pc, priors, sensory
+from pcmusic import intents, pc, priors, sensory
 from pcmusic.errors import PcmusicError
-from pcmusic.pc import maps
+from pcmusic.pc import maps, optim
 
 F0_CENTRE_HZ = 220.0   # heads start predicting this f0 (log2 offset 0)
 AMP_BIAS = -6.0        # and this log amplitude (-52 dB): quiet until learned
@@ -46,7 +46,14 @@ class ModelSpec:
     latent_dims: channels of (z2, z3, top). rate_factors: frame-rate ratios
     (controls : z2, z2 : z3). hidden: channels of the maps' hidden layers.
     control_log_precision: initial log precision of the control-level error for
-    log2 f0 (octaves^-2); the other control leaves and latents start at 0 (pi = 1).
+    log2 f0 (octaves^-2); the other control leaves start at 0 (pi = 1).
+    latent_log_precision: log precisions of the errors at z2, z3 and of the top prior.
+    learn_latent_precision: learn them (False: they stay fixed). Fixed is the default:
+    learned precisions above the controls collapse the hierarchy -- the settled tops
+    barely vary across clips, the top precision grows to match, which makes moving the
+    top dearer still, and z3 ends up carrying everything; an intent then means nothing.
+    With a unit-variance top prior and dearer z2/z3 errors, the top must carry the
+    clip-level information.
     """
 
     controls: controls_lib.ControlSpec = controls_lib.ControlSpec()
@@ -57,11 +64,14 @@ class ModelSpec:
     hidden: int = 64
     kernel_size: int = 5
     control_log_precision: float = float(np.log(100.0))
+    latent_log_precision: tuple[float, float, float] = (float(np.log(10.0)), float(np.log(10.0)), 0.0)
+    learn_latent_precision: bool = False
 
     def __post_init__(self):
-        if len(self.latent_dims) != 3 or len(self.rate_factors) != 2:
-            raise PcmusicError(f"latent_dims needs 3 entries (z2, z3, top) and rate_factors 2; got "
-                               f"{self.latent_dims}, {self.rate_factors}")
+        if len(self.latent_dims) != 3 or len(self.rate_factors) != 2 or len(self.latent_log_precision) != 3:
+            raise PcmusicError(f"latent_dims and latent_log_precision need 3 entries (z2, z3, top) and "
+                               f"rate_factors 2; got {self.latent_dims}, {self.latent_log_precision}, "
+                               f"{self.rate_factors}")
         if self.sensory.sample_rate != self.controls.sample_rate:
             raise PcmusicError(f"sensory sample_rate {self.sensory.sample_rate} != controls "
                                f"sample_rate {self.controls.sample_rate}")
@@ -191,23 +201,69 @@ class BoundModel(NamedTuple):
     spec: ModelSpec
     params: dict
 
-    def hierarchy(self, n_frames: int) -> pc.Hierarchy:
+    def hierarchy(self, n_frames: int, *, log_det: bool = True) -> pc.Hierarchy:
+        """The pc.Hierarchy above the controls; log_det=False drops the -0.5 log pi terms
+        (constants for the latents: the energy is then >= 0, 0 at perfect prediction)."""
         g, _ = _generative_maps(self.spec, n_frames)
-        return pc.Hierarchy(maps=g, learn_precision=True, top_prior=True)
+        return pc.Hierarchy(maps=g, learn_precision=log_det, top_prior=True)
 
     def encoder(self) -> pc.Encoder:
         return pc.Encoder(maps=tuple(m.apply for m in _encoder_maps(
             self.spec, n_control_features(self.spec.controls))))
 
-    def init_upper(self, controls: dict) -> tuple:
-        """Amortised guess of (z2, z3, top) from the controls."""
-        levels = pc.encode(self.encoder(), self.params["encoder"], control_features(controls))
-        return tuple(levels[1:])
+    def init_upper(self, controls: dict, *, n_steps: int = 0, learning_rate: float = 0.01,
+                   top: jax.Array | None = None) -> tuple:
+        """Initial (z2, z3, top) for controls `[B, ...]`: the amortised encoder's guess, or
+        with n_steps > 0 the top found by shooting (below) with z2, z3 its predictions.
 
-    def upper_energy(self, controls: dict, upper: tuple, *, step=0):
+        Shooting: Adam on the top alone, with every level below it its top-down
+        prediction, i.e. min_top E(controls, g(top), top): the gradient reaches the top
+        in one backward pass through the maps instead of diffusing up a chain of free
+        latents, which a relaxation from a poor guess does not climb in hundreds of
+        steps. It starts from the encoder's top and from the intent mean and keeps the
+        lower energy per clip (and from `top` `[B, 1, d_top]` too where given).
+        """
+        levels = pc.encode(self.encoder(), self.params["encoder"], control_features(controls))
+        if n_steps < 1:
+            return tuple(levels[1:])
+        n_frames = controls["log2_f0"].shape[-1]
+        mean = intents.intent_stats(self.params)[0]
+        starts = [levels[-1], jnp.broadcast_to(mean, levels[-1].shape)] + ([] if top is None else [top])
+
+        def energy(t, c):                            # summed over clips; each top moves alone
+            _, z2, z3, _ = self.predict_down(t, n_frames)
+            return self.upper_energy(c, (z2, z3, t))[0]
+
+        def clip_energies(t):                        # [B]
+            one = lambda tt, cc: energy(tt[None], jax.tree.map(lambda x: x[None], cc))  # noqa: E731
+            return jax.vmap(one)(t, controls)
+
+        opt = optax.adam(learning_rate)
+
+        def step(carry, _):
+            t, state = carry
+            t, state = optim.apply(opt, jax.grad(energy)(t, controls), state, t)
+            return (t, state), None
+
+        best, best_e = None, None
+        for t0 in starts:      # a loop, not a vmap over starts: keeps the batch sharding simple
+            (t, _), _ = jax.lax.scan(step, (t0, opt.init(t0)), None, length=n_steps)
+            e = clip_energies(t)
+            if best is None:
+                best, best_e = t, e
+            else:
+                better = e < best_e
+                best = jnp.where(better[:, None, None], t, best)
+                best_e = jnp.where(better, e, best_e)
+        top = best
+        _, z2, z3, _ = self.predict_down(top, n_frames)
+        return (z2, z3, top)
+
+    def upper_energy(self, controls: dict, upper: tuple, *, step=0, log_det: bool = True):
         """pc energy of [controls, z2, z3, top]: (E, aux) with per-level energies [4]."""
         n_frames = controls["log2_f0"].shape[-1]
-        return pc.energy(self.hierarchy(n_frames), self.params["pc"], [controls, *upper], step=step)
+        return pc.energy(self.hierarchy(n_frames, log_det=log_det), self.params["pc"],
+                         [controls, *upper], step=step)
 
     def settle_upper(self, controls: dict, upper: tuple, *, n_steps: int, learning_rate: float) -> tuple:
         """(z2, z3, top) settled with the controls clamped: Adam on the upper energy only."""
@@ -249,10 +305,15 @@ def init_model(key: jax.Array, spec: ModelSpec) -> AudioModel:
     params = pc.init_params(hier, init_g(k_maps), example)
     log_precision = list(params["log_precision"])
     log_precision[0] = dict(log_precision[0], log2_f0=jnp.float32(spec.control_log_precision))
+    for level, value in enumerate(spec.latent_log_precision, start=1):
+        log_precision[level] = jax.tree.map(lambda x, v=value: jnp.full_like(x, v), log_precision[level])
     params["log_precision"] = tuple(log_precision)
     enc = _encoder_maps(spec, n_control_features(spec.controls))
     enc_params = tuple(m.init(k) for m, k in zip(enc, jax.random.split(k_enc, len(enc))))
-    return AudioModel(spec, {"pc": params, "encoder": enc_params})
+    d_top = spec.latent_dims[-1]
+    intent = {"mean": jnp.zeros((1, d_top), jnp.float32), "log_std": jnp.zeros((1, d_top), jnp.float32),
+              "log_residual": -0.5 * jnp.asarray(spec.latent_log_precision[:2], jnp.float32)}
+    return AudioModel(spec, {"pc": params, "encoder": enc_params, "intent": intent})
 
 
 def n_params(model: AudioModel) -> int:

@@ -47,7 +47,9 @@ class InferenceSpec:
     n_upper_steps / lr_upper: with a trained model, the latents above the controls are
     also settled alone (controls clamped; cheap, no synthesis) before and after the
     joint inference, with Adam at lr_upper: deep levels converge far more slowly than
-    the controls, and a joint run long enough for them would be all synthesis."""
+    the controls, and a joint run long enough for them would be all synthesis.
+    n_shoot_steps / lr_shoot: before that, the top is found by shooting (Adam on the top
+    alone through the top-down maps; `BoundModel.init_upper`); 0 uses the encoder's guess."""
 
     n_steps: int = 200
     lr_f0: float = 0.004
@@ -57,7 +59,9 @@ class InferenceSpec:
     sensory_precision: float = 0.01
     octave_starts: tuple[float, ...] = (0.0,)
     n_upper_steps: int = 100
-    lr_upper: float = 0.1
+    lr_upper: float = 0.01
+    n_shoot_steps: int = 100
+    lr_shoot: float = 0.03
 
 
 class Percept(NamedTuple):
@@ -179,7 +183,8 @@ def settle(audio, *, cspec, sspec, prior, inference, model=None, shift=0.0,
     blur0 = initial_blur_hz(c, inference.blur)
     upper = ()
     if model is not None:
-        upper = model.settle_upper(c, model.init_upper(c), n_steps=inference.n_upper_steps,
+        upper = model.init_upper(c, n_steps=inference.n_shoot_steps, learning_rate=inference.lr_shoot)
+        upper = model.settle_upper(c, upper, n_steps=inference.n_upper_steps,
                                    learning_rate=inference.lr_upper)
     latents = {"controls": c, "upper": upper}
     fn = make_energy_fn(observed, blur0, cspec=cspec, sspec=sspec, prior=prior,
@@ -189,7 +194,9 @@ def settle(audio, *, cspec, sspec, prior, inference, model=None, shift=0.0,
     if model is None:
         return result
     c = result.latents["controls"]
-    upper = model.settle_upper(c, result.latents["upper"], n_steps=inference.n_upper_steps,
+    upper = model.init_upper(c, n_steps=inference.n_shoot_steps, learning_rate=inference.lr_shoot,
+                             top=result.latents["upper"][-1])
+    upper = model.settle_upper(c, upper, n_steps=inference.n_upper_steps,
                                learning_rate=inference.lr_upper)
     latents = {"controls": c, "upper": upper}
     energy, aux = fn(latents, jnp.int32(inference.n_steps))

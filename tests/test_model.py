@@ -76,3 +76,32 @@ def test_hearing_lowpass_attenuates_highs_and_is_differentiable():
     g = jax.grad(lambda a: jnp.sum(G.Hearing(lowpass_hz=500.0).apply(a, sample_rate=sr,
                                                                      key=jax.random.key(0)) ** 2))(x)
     assert np.all(np.isfinite(np.asarray(g)))
+
+
+def test_shooting_finds_the_top_that_predicts_the_controls(model):
+    """Controls predicted from known tops: shooting recovers those tops (energy at the
+    truth's or below) where the untrained encoder's guess is far off."""
+    b = model.bind()
+    intent = jax.random.normal(jax.random.key(4), (6, 1, 4))
+    c, z2, z3, _ = b.predict_down(intent, 32)
+    guess = b.init_upper(c)
+    shot = b.init_upper(c, n_steps=300, learning_rate=0.03)
+    energy = lambda upper: float(b.upper_energy(c, upper)[0])  # noqa: E731
+    dist = lambda upper: np.linalg.norm(np.asarray(upper[2] - intent)[:, 0], axis=-1).mean()  # noqa: E731
+    assert energy(shot) <= energy((z2, z3, intent)) + 1.0 < energy(guess) - 100.0
+    assert dist(shot) < 0.4 * dist(guess)
+    assert all(u.shape == v.shape for u, v in zip(shot, (z2, z3, intent)))
+
+
+def test_refinement_structural_prior_scores_departures_from_the_prediction(model):
+    b = model.bind()
+    c, z2, _, _ = b.predict_down(jax.random.normal(jax.random.key(5), (2, 1, 4)), 32)
+    residual = G.RefineSpec(structural_prior="residual")
+    on_controls = G.RefineSpec(structural_prior="controls")
+    assert float(jnp.max(G._prior_energy(b, c, z2, SPEC, residual))) < 1e-6
+    assert float(jnp.min(G._prior_energy(b, c, z2, SPEC, on_controls))) > 1.0
+    wiggle = 0.01 * jnp.sin(jnp.arange(32, dtype=jnp.float32) * 2.0).reshape(1, 1, 32)   # rough in time
+    rough = dict(c, log2_f0=c["log2_f0"] + wiggle)
+    assert float(jnp.min(G._prior_energy(b, rough, z2, SPEC, residual))) > 10.0
+    with pytest.raises(PcmusicError, match="structural_prior"):
+        G.RefineSpec(structural_prior="smooth")
