@@ -99,11 +99,12 @@ class RefineSpec:
                                f"got {self.structural_prior!r}")
 
 
-def _prior_energy(model, c: dict, z2: jax.Array, spec, refine: RefineSpec) -> jax.Array:
+def _prior_energy(c: dict, departure: dict, spec, refine: RefineSpec) -> jax.Array:
     """Structural prior of the believed controls during refinement: `[B]`.
 
-    "controls": on the controls themselves (as perception). "residual" (default): on
-    their departure from the top-down prediction g2(z2): the trained hierarchy already
+    "controls": on the controls c themselves (as perception). "residual" (default): on
+    their departure c - g2(z2) from the top-down prediction (the control-level error of
+    the upper energy, `departure`): the trained hierarchy already
     predicts the controls, and a prediction that is rougher than the default prior
     (piecewise-linear in time) would otherwise be smoothed away, taking what the
     intent asked for with it; the prior keeps the corrections smooth. "none": off.
@@ -112,10 +113,7 @@ def _prior_energy(model, c: dict, z2: jax.Array, spec, refine: RefineSpec) -> ja
         return jnp.zeros(c["log2_f0"].shape[:1], jnp.float32)
     if refine.structural_prior == "controls":
         return priors.energy(c, spec.prior, spec.controls)
-    n_frames = c["log2_f0"].shape[-1]
-    predicted = model.hierarchy(n_frames).maps[0](model.params["pc"]["maps"][0], z2)
-    residual = jax.tree.map(jnp.subtract, c, predicted)
-    return priors.energy(residual, dataclasses.replace(spec.prior, inharm_precision=0.0), spec.controls)
+    return priors.energy(departure, dataclasses.replace(spec.prior, inharm_precision=0.0), spec.controls)
 
 
 class Trace(NamedTuple):
@@ -200,17 +198,17 @@ def _generate_one(params, intent, key, *, spec, n_frames, refine_steps, hearing,
         audio = controls_lib.render(action, cspec, key=k_noise)
         return audio, hearing.apply(audio, sample_rate=cspec.sample_rate, key=k_hear)
 
-    blur0 = perception.initial_blur_hz(c0, refine.blur)
+    blur0 = sensory.initial_blur_hz(c0, refine.blur)
 
     def energy_fn(state, step):
         _, x = heard(state["action"])
         c = state["beliefs"]["controls"]
-        e_sens, errors = perception.sensory_energy(
-            c, sensory.observe(x, sspec), blur0 * perception.blur_fade(step, refine_steps),
+        e_sens, errors = sensory.sensory_energy(
+            c, sensory.observe(x, sspec), blur0 * sensory.blur_fade(step, refine_steps),
             cspec=cspec, sspec=sspec, precision=refine.sensory_precision)
         e_sens = jnp.sum(e_sens)
-        e_prior = jnp.sum(_prior_energy(model, c, state["beliefs"]["upper"][0], spec, refine))
         e_up, aux = model.upper_energy(c, (*state["beliefs"]["upper"], intent), step=step, log_det=False)
+        e_prior = jnp.sum(_prior_energy(c, aux["errors"][0], spec, refine))
         # Proprioceptive error: the action is predicted by the belief about the controls,
         # with the model's own control-level precision (motor noise = prediction noise).
         motor = jax.tree.map(jnp.subtract, state["action"], c)

@@ -30,7 +30,7 @@ def intent_stats(params: dict) -> tuple[jax.Array, jax.Array]:
 def residual_scales(params: dict) -> jax.Array:
     """s.d. `[2]` of the errors at z2 and z3 met in training (running rms of the settled
     errors, "intent" params), else 1/sqrt(pi) of the scalar precisions."""
-    if "log_residual" in params.get("intent", {}):
+    if "intent" in params:
         return jnp.exp(params["intent"]["log_residual"])
     return jnp.stack([jnp.exp(-0.5 * jnp.mean(params["pc"]["log_precision"][level])) for level in (1, 2)])
 

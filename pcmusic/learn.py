@@ -85,9 +85,9 @@ def train_step(state: TrainState, audio: jax.Array, *, spec: ModelSpec,
         optimizer=encoder_optimizer)
     ok = ~result.diverged
     keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)  # noqa: E731
-    _, aux = model.upper_energy(c, upper)
+    upper_errors = result.aux["errors"][1:]   # (controls, z2, z3, top) at the settled state
     new_params = intents.update_intent_stats({"pc": new_pc, "encoder": enc_params,
-                                              "intent": state.params["intent"]}, upper, aux["errors"])
+                                              "intent": state.params["intent"]}, upper, upper_errors)
     new_state = TrainState(params=keep(new_params, state.params),
                            opt_state=keep(opt_state, state.opt_state),
                            enc_opt_state=keep(enc_opt_state, state.enc_opt_state),

@@ -245,17 +245,14 @@ class BoundModel(NamedTuple):
             t, state = optim.apply(opt, jax.grad(energy)(t, controls), state, t)
             return (t, state), None
 
-        best, best_e = None, None
-        for t0 in starts:      # a loop, not a vmap over starts: keeps the batch sharding simple
+        def shoot(t0):
             (t, _), _ = jax.lax.scan(step, (t0, opt.init(t0)), None, length=n_steps)
-            e = clip_energies(t)
-            if best is None:
-                best, best_e = t, e
-            else:
-                better = e < best_e
-                best = jnp.where(better[:, None, None], t, best)
-                best_e = jnp.where(better, e, best_e)
-        top = best
+            return t, clip_energies(t)
+
+        top, best = shoot(starts[0])
+        for t0 in starts[1:]:   # a loop, not a vmap over starts: a vmap deadlocked sharded training
+            t, e = shoot(t0)
+            top, best = jnp.where((e < best)[:, None, None], t, top), jnp.minimum(e, best)
         _, z2, z3, _ = self.predict_down(top, n_frames)
         return (z2, z3, top)
 

@@ -110,35 +110,15 @@ def latent_optimizer(latents: dict, spec: InferenceSpec, *, clamp=None) -> optax
                                   "latent": adam(spec.lr_latent)}, labels)
 
 
-def initial_blur_hz(controls: dict, blur: float) -> jax.Array:
-    """Width (Hz) `[B]` of the coarse-to-fine spectral blur at step 0: `blur` times each
-    sample's median first-voice f0 (controls `log2_f0` `[B, V, F]`)."""
-    return blur * jnp.median(jnp.exp2(controls["log2_f0"][:, 0]), axis=-1)
-
-
-def blur_fade(step: jax.Array, n_steps: int) -> jax.Array:
-    """Blur schedule: 1 at step 0 falling linearly to 0 at half of `n_steps`, then 0."""
-    return jnp.maximum(0.0, 1.0 - 2.0 * step.astype(jnp.float32) / max(n_steps, 1))
-
-
-def sensory_energy(controls: dict, observed: tuple, blur_hz: jax.Array, *, cspec, sspec,
-                   precision: float) -> tuple[jax.Array, tuple]:
-    """Per-sample sensory energy `[B]` and the (unblurred) errors phi(x) - phi(synth(c))."""
-    predicted = sensory.predict(controls, cspec, sspec)
-    errors = tuple(o - p for o, p in zip(observed, predicted))
-    blurred = jax.vmap(lambda e, b: sensory.blur(e, b, sspec))(errors, blur_hz)
-    return precision * sensory.weighted_square_error(blurred, sspec, cspec.hop), errors
-
-
 def make_energy_fn(observed: tuple, blur0_hz: jax.Array, *, cspec, sspec, prior, inference,
                    model=None):
     """`(latents, step) -> (E, aux)` for `pc.infer`; aux["energies"] is per level
     (sensory, controls, then the model's upper levels)."""
     def fn(latents, step):
         c = latents["controls"]
-        blur_hz = blur0_hz * blur_fade(step, inference.n_steps)
-        e_sens, errors = sensory_energy(c, observed, blur_hz, cspec=cspec, sspec=sspec,
-                                        precision=inference.sensory_precision)
+        blur_hz = blur0_hz * sensory.blur_fade(step, inference.n_steps)
+        e_sens, errors = sensory.sensory_energy(c, observed, blur_hz, cspec=cspec, sspec=sspec,
+                                                precision=inference.sensory_precision)
         terms = [jnp.sum(e_sens), jnp.sum(priors.energy(c, prior, cspec))]
         all_errors = [errors, None]
         if model is not None:
@@ -166,6 +146,15 @@ def initial_controls(audio: jax.Array, *, cspec: controls_lib.ControlSpec, n_fra
     return c
 
 
+def _settle_upper(model, controls: dict, inference: InferenceSpec, *, top=None) -> tuple:
+    """(z2, z3, top) for clamped controls: shooting for the top (also from `top` where
+    given), then the upper levels settled together."""
+    upper = model.init_upper(controls, n_steps=inference.n_shoot_steps,
+                             learning_rate=inference.lr_shoot, top=top)
+    return model.settle_upper(controls, upper, n_steps=inference.n_upper_steps,
+                              learning_rate=inference.lr_upper)
+
+
 def settle(audio, *, cspec, sspec, prior, inference, model=None, shift=0.0,
            record_stride: int | None = None) -> pc.InferenceResult:
     """Encode and settle normalised clips `[B, n_frames * hop]` jointly (traceable).
@@ -180,12 +169,10 @@ def settle(audio, *, cspec, sspec, prior, inference, model=None, shift=0.0,
     c = jax.tree.map(lambda a: a[:, 0], c)   # drop the per-clip batch axis of 1
     c = dict(c, log2_f0=c["log2_f0"] + shift)
     observed = sensory.observe(audio, sspec)
-    blur0 = initial_blur_hz(c, inference.blur)
+    blur0 = sensory.initial_blur_hz(c, inference.blur)
     upper = ()
     if model is not None:
-        upper = model.init_upper(c, n_steps=inference.n_shoot_steps, learning_rate=inference.lr_shoot)
-        upper = model.settle_upper(c, upper, n_steps=inference.n_upper_steps,
-                                   learning_rate=inference.lr_upper)
+        upper = _settle_upper(model, c, inference)
     latents = {"controls": c, "upper": upper}
     fn = make_energy_fn(observed, blur0, cspec=cspec, sspec=sspec, prior=prior,
                         inference=inference, model=model)
@@ -194,10 +181,7 @@ def settle(audio, *, cspec, sspec, prior, inference, model=None, shift=0.0,
     if model is None:
         return result
     c = result.latents["controls"]
-    upper = model.init_upper(c, n_steps=inference.n_shoot_steps, learning_rate=inference.lr_shoot,
-                             top=result.latents["upper"][-1])
-    upper = model.settle_upper(c, upper, n_steps=inference.n_upper_steps,
-                               learning_rate=inference.lr_upper)
+    upper = _settle_upper(model, c, inference, top=result.latents["upper"][-1])
     latents = {"controls": c, "upper": upper}
     energy, aux = fn(latents, jnp.int32(inference.n_steps))
     return result._replace(latents=latents, energy=energy, aux=aux)

@@ -67,7 +67,7 @@ class Probe(NamedTuple):
         """float32 [R]: the energy of every recorded state, recomputed from its latents."""
         ctx = self.context
         first = jax.tree.map(lambda x: x[0], self.trajectory["latents"])
-        blur0 = perception.initial_blur_hz(first["controls"], ctx["inference"].blur)
+        blur0 = sensory.initial_blur_hz(first["controls"], ctx["inference"].blur)
         model = None if ctx["model"] is None else ctx["model"].bind()
         fn = perception.make_energy_fn(sensory.observe(ctx["audio"], ctx["sspec"]), blur0,
                                          cspec=ctx["cspec"], sspec=ctx["sspec"], prior=ctx["prior"],

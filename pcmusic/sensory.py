@@ -124,3 +124,25 @@ def weighted_square_error(errors: tuple, spec: SensorySpec, hop: int) -> jax.Arr
     for e, w in zip(errors, resolution_weights(spec, hop)):
         total = total + jnp.float32(0.5 * w) * jnp.sum(jnp.square(e), axis=tuple(range(1, e.ndim)))
     return total
+
+
+def initial_blur_hz(controls: dict, blur: float) -> jax.Array:
+    """Width (Hz) `[B]` of the coarse-to-fine spectral blur at step 0: `blur` times each
+    sample's median first-voice f0 (controls `log2_f0` `[B, V, F]`)."""
+    return blur * jnp.median(jnp.exp2(controls["log2_f0"][:, 0]), axis=-1)
+
+
+def blur_fade(step: jax.Array, n_steps: int) -> jax.Array:
+    """Blur schedule: 1 at step 0 falling linearly to 0 at half of `n_steps`, then 0."""
+    return jnp.maximum(0.0, 1.0 - 2.0 * step.astype(jnp.float32) / max(n_steps, 1))
+
+
+def sensory_energy(controls: dict, observed: tuple, blur_hz: jax.Array, *, cspec, sspec,
+                   precision: float) -> tuple[jax.Array, tuple]:
+    """Per-sample sensory energy `[B]` and the (unblurred) errors phi(x) - phi(synth(c)):
+    `observed` is `observe(x)`, blurred by `blur_hz` `[B]` before weighting; perception,
+    generation's refinement and the probe's replay share it."""
+    predicted = predict(controls, cspec, sspec)
+    errors = tuple(o - p for o, p in zip(observed, predicted))
+    blurred = jax.vmap(lambda e, b: blur(e, b, sspec))(errors, blur_hz)
+    return precision * weighted_square_error(blurred, sspec, cspec.hop), errors

@@ -95,13 +95,17 @@ def test_shooting_finds_the_top_that_predicts_the_controls(model):
 
 def test_refinement_structural_prior_scores_departures_from_the_prediction(model):
     b = model.bind()
-    c, z2, _, _ = b.predict_down(jax.random.normal(jax.random.key(5), (2, 1, 4)), 32)
+    c, z2, z3, top = b.predict_down(jax.random.normal(jax.random.key(5), (2, 1, 4)), 32)
     residual = G.RefineSpec(structural_prior="residual")
     on_controls = G.RefineSpec(structural_prior="controls")
-    assert float(jnp.max(G._prior_energy(b, c, z2, SPEC, residual))) < 1e-6
-    assert float(jnp.min(G._prior_energy(b, c, z2, SPEC, on_controls))) > 1.0
+
+    def prior(controls, refine):   # as refinement calls it: the departure is the upper energy's error
+        departure = b.upper_energy(controls, (z2, z3, top))[1]["errors"][0]
+        return G._prior_energy(controls, departure, SPEC, refine)
+    assert float(jnp.max(prior(c, residual))) < 1e-6
+    assert float(jnp.min(prior(c, on_controls))) > 1.0
     wiggle = 0.01 * jnp.sin(jnp.arange(32, dtype=jnp.float32) * 2.0).reshape(1, 1, 32)   # rough in time
     rough = dict(c, log2_f0=c["log2_f0"] + wiggle)
-    assert float(jnp.min(G._prior_energy(b, rough, z2, SPEC, residual))) > 10.0
+    assert float(jnp.min(prior(rough, residual))) > 10.0
     with pytest.raises(PcmusicError, match="structural_prior"):
         G.RefineSpec(structural_prior="smooth")
