@@ -12,6 +12,16 @@ from pathlib import Path
 
 
 def _umask() -> int:
+    """The process umask, read at each call (a program may change it). Linux reports it
+    in /proc without changing it; elsewhere it is read by setting and restoring it,
+    which for that instant would give a file another thread creates (e.g. an orbax
+    save in the background) mode 0666."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
     mask = os.umask(0)
     os.umask(mask)
     return mask
