@@ -21,8 +21,9 @@ is heard matches what is intended). The structural prior scores the beliefs'
 departure from the top-down prediction (`RefineSpec.structural_prior`), and F leaves
 out the constant -0.5 log pi terms, so F >= 0 and is 0 for a sound that is exactly
 what the intent predicts. The noise of a render is drawn once per sample so F is a
-deterministic function of (a, b); with small steps it never rises. The trace records
-F and its per-level terms at every step.
+deterministic function of (a, b), and it never rises: a step that would raise it is
+retried at half the size (`pcmusic.pc.descent`), so the step sizes need not be tuned to
+each model's scale. The trace records F and its per-level terms at every step.
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ import optax
 
 from pcmusic import controls as controls_lib
 from pcmusic import intents, pc, perception, priors, sensory
+from pcmusic.pc import descent
 from pcmusic.errors import PcmusicError
 
 
@@ -77,8 +79,9 @@ class RefineSpec:
     it compensate for what hearing does to the sound. The f0 and latent steps are
     small because Adam's first steps are sign-like: every frame's f0 and every latent
     unit moving by the full step roughens the prediction (the latents' spread in a
-    trained model is ~0.1, see `pcmusic.intents`) and F rises before it falls; the
-    steps also ramp up linearly over warmup_steps. blur: initial spectral blur as in
+    trained model is ~0.1, see `pcmusic.intents`), so a too-large step is rejected and
+    retried smaller (F never rises) and progress is slow; the steps also ramp up
+    linearly over warmup_steps. blur: initial spectral blur as in
     perception (0: none, so F is one fixed function of the state; a blur that fades
     makes F change under a still state). structural_prior: see `_prior_energy`."""
 
@@ -222,13 +225,11 @@ def _generate_one(params, intent, key, *, spec, n_frames, refine_steps, hearing,
     if refine_steps == 0:
         e, aux = energy_fn(state, jnp.int32(0))
         return unrefined, unrefined, c0, e[None], aux["energies"][None], jnp.bool_(False)
-    result = pc.infer(energy_fn, state, optimizer=_group_optimizer(refine, _labels(state)),
-                      n_steps=refine_steps, record_stride=1)
-    final_e, final_aux = energy_fn(result.latents, jnp.int32(refine_steps))
-    history = jnp.concatenate([result.energy_history, final_e[None]])
-    terms = jnp.concatenate([result.trajectory["energies"], final_aux["energies"][None]])
+    result = descent.monotone_descent(energy_fn, state, n_steps=refine_steps,
+                                      optimizer=_group_optimizer(refine, _labels(state)))
     audio, _ = heard(result.latents["action"])
-    return audio, unrefined, result.latents["action"], history, terms, result.diverged
+    return (audio, unrefined, result.latents["action"], result.energy_history, result.terms,
+            result.diverged)
 
 
 @functools.partial(jax.jit, static_argnames=("spec", "n_frames", "refine_steps", "hearing", "refine",
@@ -277,8 +278,9 @@ def generate(model, key: jax.Array, *, n: int = 1, seconds: float = 1.0, refine_
         model.params, intent, keys, spec=spec, n_frames=n_frames, refine_steps=refine_steps,
         hearing=hearing or Hearing(), refine=refine or RefineSpec(), temperature=float(temperature))
     if bool(jnp.any(diverged)):
-        raise PcmusicError(f"refinement diverged for samples {np.flatnonzero(np.asarray(diverged))} "
-                           "(energy became NaN or exploded); lower the RefineSpec step sizes")
+        raise PcmusicError(f"the energy of samples {np.flatnonzero(np.asarray(diverged))} is not finite "
+                           "before refinement (NaN/Inf in the top-down prediction): the model's "
+                           "params hold NaN/Inf or the intent is far outside what it met in training")
     trace = Trace(energy=np.asarray(history), energies=np.asarray(terms), intent=np.asarray(intent),
                   controls=jax.tree.map(np.asarray, action), unrefined_audio=np.asarray(unrefined))
     return np.asarray(audio), trace
