@@ -38,7 +38,6 @@ import optax
 
 from pcmusic import controls as controls_lib
 from pcmusic import intents, pc, perception, priors, sensory
-from pcmusic.pc import descent
 from pcmusic.errors import PcmusicError
 
 
@@ -225,8 +224,8 @@ def _generate_one(params, intent, key, *, spec, n_frames, refine_steps, hearing,
     if refine_steps == 0:
         e, aux = energy_fn(state, jnp.int32(0))
         return unrefined, unrefined, c0, e[None], aux["energies"][None], jnp.bool_(False)
-    result = descent.monotone_descent(energy_fn, state, n_steps=refine_steps,
-                                      optimizer=_group_optimizer(refine, _labels(state)))
+    result = pc.monotone_descent(energy_fn, state, n_steps=refine_steps,
+                                 optimizer=_group_optimizer(refine, _labels(state)))
     audio, _ = heard(result.latents["action"])
     return (audio, unrefined, result.latents["action"], result.energy_history, result.terms,
             result.diverged)

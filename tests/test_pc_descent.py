@@ -6,7 +6,7 @@ import optax
 import pytest
 
 from pcmusic import pc
-from pcmusic.pc.descent import monotone_descent
+from pcmusic.pc import monotone_descent
 
 # An ill-conditioned quadratic: curvatures 1 .. 100, minimum at X_STAR.
 CURV = jnp.asarray(np.geomspace(1.0, 100.0, 6), jnp.float32)
