@@ -103,6 +103,26 @@ def noise_magnitudes(controls: dict) -> jax.Array:
     return jnp.exp(jnp.clip(controls["log_noise"], *LOG_AMP_RANGE))
 
 
+def audibility(controls: dict, spec: ControlSpec, *, half_power: float) -> dict:
+    """Weights in [0, 1] per control unit: the controls' structure and shapes.
+
+    A partial of amplitude a (power p = a^2 / 2) weighs p / (p + half_power); a partial
+    above Nyquist weighs 0. A voice's f0 weighs by the summed power of its partials, a
+    noise band by its power. Stiffness (one value per clip) weighs 1. half_power: the
+    power (same units as a^2 / 2 of the normalised signal) that counts half.
+    """
+    p_half = np.float32(half_power)
+    freqs = partial_frequencies(controls, spec)
+    power = jnp.where(freqs < 0.5 * spec.sample_rate, 0.5 * jnp.square(amplitudes(controls)), 0.0)
+    voice = jnp.sum(power, axis=-1)
+    noise = jnp.square(noise_magnitudes(controls))
+    out = {"log2_f0": voice / (voice + p_half), "log_amp": power / (power + p_half),
+           "log_noise": noise / (noise + p_half)}
+    if "log_inharm" in controls:
+        out["log_inharm"] = jnp.ones_like(controls["log_inharm"])
+    return out
+
+
 def partial_frequencies(controls: dict, spec: ControlSpec) -> jax.Array:
     """float32 `[B, n_voices, n_frames, n_harmonics]`: k f0 sqrt(1 + B k^2), Hz."""
     inharm = None

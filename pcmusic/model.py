@@ -22,6 +22,7 @@ convs) proposes the upper latents and is trained to predict the settled ones
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import NamedTuple
 
@@ -53,7 +54,15 @@ class ModelSpec:
     barely vary across clips, the top precision grows to match, which makes moving the
     top dearer still, and z3 ends up carrying everything; an intent then means nothing.
     With a unit-variance top prior and dearer z2/z3 errors, the top must carry the
-    clip-level information.
+    clip-level information. weight_by_audibility: weigh each control's prediction
+    error by how audible it is (`audibility`; audible_db: the power, in dB re the
+    reference level every clip is scaled to, at which a partial counts half;
+    `pcmusic.controls.audibility`). Without
+    it the f0 of silent frames and the amplitudes of inaudible partials, which no sound
+    determines, dominate the control-level error: its learned precision falls over
+    training until predicting the controls from above is not worth moving the top,
+    and the hierarchy collapses (every clip settles on the same top; measured at ~3000
+    steps of the demo's configuration).
     """
 
     controls: controls_lib.ControlSpec = controls_lib.ControlSpec()
@@ -66,6 +75,8 @@ class ModelSpec:
     control_log_precision: float = float(np.log(100.0))
     latent_log_precision: tuple[float, float, float] = (float(np.log(10.0)), float(np.log(10.0)), 0.0)
     learn_latent_precision: bool = False
+    weight_by_audibility: bool = True
+    audible_db: float = -40.0
 
     def __post_init__(self):
         if len(self.latent_dims) != 3 or len(self.rate_factors) != 2 or len(self.latent_log_precision) != 3:
@@ -156,6 +167,14 @@ def _generative_maps(spec: ModelSpec, n_frames: int):
     return (g2, g3, g_top), init
 
 
+def _audibility_of_level(controls: dict, step, *, spec: ModelSpec) -> dict:
+    """Precision weights of the control-level error (`ModelSpec.weight_by_audibility`)."""
+    del step
+    reference_power = 0.01   # mean square of a clip at perception's reference RMS 0.1
+    return controls_lib.audibility(controls, spec.controls,
+                                   half_power=reference_power * 10 ** (spec.audible_db / 10))
+
+
 def _pool(x: jax.Array, factor: int) -> jax.Array:
     """Mean over non-overlapping windows of `factor` frames: [B, F, C] -> [B, F / factor, C]."""
     b, f, ch = x.shape
@@ -205,7 +224,10 @@ class BoundModel(NamedTuple):
         """The pc.Hierarchy above the controls; log_det=False drops the -0.5 log pi terms
         (constants for the latents: the energy is then >= 0, 0 at perfect prediction)."""
         g, _ = _generative_maps(self.spec, n_frames)
-        return pc.Hierarchy(maps=g, learn_precision=log_det, top_prior=True)
+        weights = None
+        if self.spec.weight_by_audibility:
+            weights = (functools.partial(_audibility_of_level, spec=self.spec), None, None, None)
+        return pc.Hierarchy(maps=g, learn_precision=log_det, top_prior=True, error_weights=weights)
 
     def encoder(self) -> pc.Encoder:
         return pc.Encoder(maps=tuple(m.apply for m in _encoder_maps(

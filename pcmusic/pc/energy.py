@@ -58,6 +58,13 @@ class Hierarchy:
     precision_schedules: per level, None or `s(step) -> f32[]` multiplying pi_l (annealing).
     error_transforms: per level, None or `T(error_pytree, step) -> pytree` applied to the
         prediction error before precision weighting (e.g. a coarse-to-fine blur).
+    error_weights: per level, None or `W(z_l, step) -> pytree` of weights in [0, 1]
+        (z_l's structure, each leaf z_l's full shape) that scale the precision of each
+        error unit: context-dependent precision, e.g. the audibility of a control, so
+        that units whose value the data do not determine carry no weight. The weights
+        are read without gradient (lowering a weight is never a way to lower E), and
+        the log-determinant counts each unit by its weight (the learned precision of a
+        leaf is then its weighted inverse mean-square error).
     learn_precision: include the -0.5 log pi terms so log-precisions can be learned.
     top_prior: include the Gaussian prior 0.5 pi_L ||z_L - mu_L||^2 on the top level.
     """
@@ -66,6 +73,7 @@ class Hierarchy:
     priors: tuple | None = None
     precision_schedules: tuple | None = None
     error_transforms: tuple | None = None
+    error_weights: tuple | None = None
     learn_precision: bool = False
     top_prior: bool = True
 
@@ -75,7 +83,7 @@ class Hierarchy:
         fns = tuple(m.apply if isinstance(m, Map) else m for m in self.maps)
         object.__setattr__(self, "maps", fns)
         n = len(fns) + 1
-        for name in ("priors", "precision_schedules", "error_transforms"):
+        for name in ("priors", "precision_schedules", "error_transforms", "error_weights"):
             object.__setattr__(self, name, _per_level(name, getattr(self, name), n))
 
     @property
@@ -124,28 +132,33 @@ def _per_sample(lp: jax.Array, err: jax.Array) -> jax.Array:
 
 
 def gaussian_term(error: Pytree, log_precision: Pytree, *, scale: jax.Array | None = None,
-                  log_det: bool = False) -> jax.Array:
-    """0.5 * sum(pi * error^2) [- 0.5 * batch * sum(log pi)] over all leaves, f32[].
+                  log_det: bool = False, weights: Pytree | None = None) -> jax.Array:
+    """0.5 * sum(w * pi * error^2) [- 0.5 * sum(w * log pi)] over all leaves, f32[].
 
     error leaves `[batch, ...]`; log_precision leaves scalar or `error.shape[1:]`; `scale`
-    (f32[]) multiplies pi. Summed over batch and units.
+    (f32[]) multiplies pi; `weights` (optional, error's structure and shapes) weigh
+    each unit (w = 1 without). Summed over batch and units.
     """
     errs, treedef = jax.tree.flatten(error)
     lps = treedef.flatten_up_to(log_precision)
+    ws = [None] * len(errs) if weights is None else treedef.flatten_up_to(weights)
     total = jnp.float32(0.0)
-    for e, lp in zip(errs, lps):
+    for e, lp, w in zip(errs, lps, ws):
         pi = jnp.exp(_per_sample(lp, e))
         if scale is not None:
             pi = pi * scale
+        sq = jnp.square(e) if w is None else w * jnp.square(e)
         if pi.ndim == 0:
             # A scalar precision multiplies the sum: broadcasting it over the error makes
             # XLA materialise a full-size array every inference step.
-            total = total + 0.5 * pi * jnp.sum(jnp.square(e))
+            total = total + 0.5 * pi * jnp.sum(sq)
         else:
-            total = total + 0.5 * jnp.sum(pi * jnp.square(e))
-        if log_det:
+            total = total + 0.5 * jnp.sum(pi * sq)
+        if log_det and w is None:
             n_batch = e.shape[0]
             total = total - 0.5 * n_batch * jnp.sum(jnp.broadcast_to(lp, e.shape[1:]))
+        elif log_det:
+            total = total - 0.5 * jnp.sum(w * jnp.broadcast_to(_per_sample(lp, e), e.shape))
     return total
 
 
@@ -196,8 +209,11 @@ def energy(hierarchy: Hierarchy, params: dict, latents: Sequence, *, step: jax.A
             lp = params["log_precision"][level]
             if not hierarchy.learn_precision:
                 lp = jax.lax.stop_gradient(lp)
+            weigh = hierarchy.error_weights[level]
+            unit_weights = None if weigh is None else jax.tree.map(
+                jax.lax.stop_gradient, weigh(latents[level], step))
             term = gaussian_term(weighted, lp, scale=None if schedule is None else schedule(step),
-                                 log_det=hierarchy.learn_precision)
+                                 log_det=hierarchy.learn_precision, weights=unit_weights)
         prior = hierarchy.priors[level]
         if prior is not None:
             term = term + prior(latents[level], step)
