@@ -62,7 +62,11 @@ class ModelSpec:
     determines, dominate the control-level error: its learned precision falls over
     training until predicting the controls from above is not worth moving the top,
     and the hierarchy collapses (every clip settles on the same top; measured at ~3000
-    steps of the demo's configuration).
+    steps of the demo's configuration). latent_decay: a weak zero-mean prior
+    0.5 * latent_decay * ||z||^2 on z2 and z3 (s.d. 10 at 0.01). Without it nothing fixes
+    the latents' offset: it drifted (|z2| ~ 20 after 2500 demo-config steps), saturating
+    the tanh that reads z2, which then no longer changed the controls, and the hierarchy
+    collapsed (the same top for every clip).
     """
 
     controls: controls_lib.ControlSpec = controls_lib.ControlSpec()
@@ -77,6 +81,7 @@ class ModelSpec:
     learn_latent_precision: bool = False
     weight_by_audibility: bool = True
     audible_db: float = -40.0
+    latent_decay: float = 0.01
 
     def __post_init__(self):
         if len(self.latent_dims) != 3 or len(self.rate_factors) != 2 or len(self.latent_log_precision) != 3:
@@ -175,6 +180,12 @@ def _audibility_of_level(controls: dict, step, *, spec: ModelSpec) -> dict:
                                    half_power=reference_power * 10 ** (spec.audible_db / 10))
 
 
+def _latent_decay(z: jax.Array, step, *, scale: float) -> jax.Array:
+    """0.5 * scale * ||z||^2 summed over the batch (`ModelSpec.latent_decay`)."""
+    del step
+    return np.float32(0.5 * scale) * jnp.sum(jnp.square(z))
+
+
 def _pool(x: jax.Array, factor: int) -> jax.Array:
     """Mean over non-overlapping windows of `factor` frames: [B, F, C] -> [B, F / factor, C]."""
     b, f, ch = x.shape
@@ -222,12 +233,18 @@ class BoundModel(NamedTuple):
 
     def hierarchy(self, n_frames: int, *, log_det: bool = True) -> pc.Hierarchy:
         """The pc.Hierarchy above the controls; log_det=False drops the -0.5 log pi terms
-        (constants for the latents: the energy is then >= 0, 0 at perfect prediction)."""
+        (constants for the latents: the energy is then >= 0, 0 at perfect prediction
+        and latent_decay 0)."""
         g, _ = _generative_maps(self.spec, n_frames)
         weights = None
         if self.spec.weight_by_audibility:
             weights = (functools.partial(_audibility_of_level, spec=self.spec), None, None, None)
-        return pc.Hierarchy(maps=g, learn_precision=log_det, top_prior=True, error_weights=weights)
+        decay = None
+        if self.spec.latent_decay > 0:
+            prior = functools.partial(_latent_decay, scale=self.spec.latent_decay)
+            decay = (None, prior, prior, None)
+        return pc.Hierarchy(maps=g, learn_precision=log_det, top_prior=True, error_weights=weights,
+                            priors=decay)
 
     def encoder(self) -> pc.Encoder:
         return pc.Encoder(maps=tuple(m.apply for m in _encoder_maps(

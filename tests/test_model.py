@@ -1,4 +1,6 @@
 """The learned hierarchy above the controls, and generation with refinement."""
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -109,3 +111,18 @@ def test_refinement_structural_prior_scores_departures_from_the_prediction(model
     assert float(jnp.min(prior(rough, residual))) > 10.0
     with pytest.raises(PcmusicError, match="structural_prior"):
         G.RefineSpec(structural_prior="smooth")
+
+
+def test_latent_decay_adds_a_zero_mean_prior_on_z2_and_z3(model):
+    n = SPEC.frames_per_top * 2
+    b = model.bind()
+    top = jax.random.normal(jax.random.key(4), (2, 1, 4))
+    c, z2, z3, _ = b.predict_down(top, n)
+    z2 = z2 + 3.0    # an offset that the maps' biases could absorb, but the prior charges
+    e_decay, aux = b.upper_energy(c, (z2, z3, top))
+    plain = M.AudioModel(dataclasses.replace(SPEC, latent_decay=0.0), model.params).bind()
+    e_plain, aux_plain = plain.upper_energy(c, (z2, z3, top))
+    expected = 0.5 * SPEC.latent_decay * (float(jnp.sum(z2 ** 2)) + float(jnp.sum(z3 ** 2)))
+    np.testing.assert_allclose(float(e_decay - e_plain), expected, rtol=1e-3)   # float32 difference
+    np.testing.assert_allclose(np.asarray(aux["energies"])[[0, 3]], np.asarray(aux_plain["energies"])[[0, 3]],
+                               rtol=1e-6)
