@@ -32,9 +32,9 @@ import numpy as np
 import optax
 
 from pcmusic import controls as controls_lib
-from pcmusic import intents, pc, priors, sensory
+from pcmusic import pc, perception, priors, sensory, shooting
 from pcmusic.errors import PcmusicError
-from pcmusic.pc import maps, optim
+from pcmusic.pc import maps
 
 F0_CENTRE_HZ = 220.0   # heads start predicting this f0 (log2 offset 0)
 AMP_BIAS = -6.0        # and this log amplitude (-52 dB): quiet until learned
@@ -55,10 +55,9 @@ class ModelSpec:
     top dearer still, and z3 ends up carrying everything; an intent then means nothing.
     With a unit-variance top prior and dearer z2/z3 errors, the top must carry the
     clip-level information. weight_by_audibility: weigh each control's prediction
-    error by how audible it is (`audibility`; audible_db: the power, in dB re the
-    reference level every clip is scaled to, at which a partial counts half;
-    `pcmusic.controls.audibility`). Without
-    it the f0 of silent frames and the amplitudes of inaudible partials, which no sound
+    error by how audible it is (`pcmusic.controls.audibility`; audible_db: the power,
+    in dB re the reference level every clip is scaled to, at which a partial counts
+    half). Without it the f0 of silent frames and the amplitudes of inaudible partials, which no sound
     determines, dominate the control-level error: its learned precision falls over
     training until predicting the controls from above is not worth moving the top,
     and the hierarchy collapses (every clip settles on the same top; measured at ~3000
@@ -175,7 +174,7 @@ def _generative_maps(spec: ModelSpec, n_frames: int):
 def _audibility_of_level(controls: dict, step, *, spec: ModelSpec) -> dict:
     """Precision weights of the control-level error (`ModelSpec.weight_by_audibility`)."""
     del step
-    reference_power = 0.01   # mean square of a clip at perception's reference RMS 0.1
+    reference_power = perception.REFERENCE_RMS ** 2   # every clip is scaled to this level
     return controls_lib.audibility(controls, spec.controls,
                                    half_power=reference_power * 10 ** (spec.audible_db / 10))
 
@@ -255,45 +254,14 @@ class BoundModel(NamedTuple):
         """Initial (z2, z3, top) for controls `[B, ...]`: the amortised encoder's guess, or
         with n_steps > 0 the top found by shooting (below) with z2, z3 its predictions.
 
-        Shooting: Adam on the top alone, with every level below it its top-down
-        prediction, i.e. min_top E(controls, g(top), top): the gradient reaches the top
-        in one backward pass through the maps instead of diffusing up a chain of free
-        latents, which a relaxation from a poor guess does not climb in hundreds of
-        steps. It starts from the encoder's top and from the intent mean and keeps the
-        lower energy per clip (and from `top` `[B, 1, d_top]` too where given).
+        Shooting (`pcmusic.shooting.shoot_upper`) starts from the encoder's top and from
+        the intent mean (and from `top` `[B, 1, d_top]` too where given).
         """
         levels = pc.encode(self.encoder(), self.params["encoder"], control_features(controls))
         if n_steps < 1:
             return tuple(levels[1:])
-        n_frames = controls["log2_f0"].shape[-1]
-        mean = intents.intent_stats(self.params)[0]
-        starts = [levels[-1], jnp.broadcast_to(mean, levels[-1].shape)] + ([] if top is None else [top])
-
-        def energy(t, c):                            # summed over clips; each top moves alone
-            _, z2, z3, _ = self.predict_down(t, n_frames)
-            return self.upper_energy(c, (z2, z3, t))[0]
-
-        def clip_energies(t):                        # [B]
-            one = lambda tt, cc: energy(tt[None], jax.tree.map(lambda x: x[None], cc))  # noqa: E731
-            return jax.vmap(one)(t, controls)
-
-        opt = optax.adam(learning_rate)
-
-        def step(carry, _):
-            t, state = carry
-            t, state = optim.apply(opt, jax.grad(energy)(t, controls), state, t)
-            return (t, state), None
-
-        def shoot(t0):
-            (t, _), _ = jax.lax.scan(step, (t0, opt.init(t0)), None, length=n_steps)
-            return t, clip_energies(t)
-
-        top, best = shoot(starts[0])
-        for t0 in starts[1:]:   # a loop, not a vmap over starts: a vmap deadlocked sharded training
-            t, e = shoot(t0)
-            top, best = jnp.where((e < best)[:, None, None], t, top), jnp.minimum(e, best)
-        _, z2, z3, _ = self.predict_down(top, n_frames)
-        return (z2, z3, top)
+        return shooting.shoot_upper(self, controls, levels[-1], n_steps=n_steps,
+                                    learning_rate=learning_rate, top=top)
 
     def upper_energy(self, controls: dict, upper: tuple, *, step=0, log_det: bool = True):
         """pc energy of [controls, z2, z3, top]: (E, aux) with per-level energies [4]."""

@@ -68,8 +68,8 @@ def monotone_descent(energy_fn: Callable, latents: Pytree, *, optimizer: optax.G
     e0, aux0, g0 = value_and_grad(leaves0, jnp.int32(0))
     ok0 = jnp.isfinite(e0)
 
-    def body(carry, t):
-        x, opt_state, e, aux, g, alpha, n_rej = carry
+    def body(carry, t):   # carries only the per-level terms of aux, not its error arrays
+        x, opt_state, e, terms, g, alpha, n_rej = carry
         proposed, new_opt = optim.apply(optimizer, g, opt_state, x)
         x_new = jax.tree.map(lambda p, q: (q + alpha * (p - q)).astype(q.dtype), proposed, x)
         e_new, aux_new, g_new = value_and_grad(x_new, t + 1)
@@ -77,13 +77,14 @@ def monotone_descent(energy_fn: Callable, latents: Pytree, *, optimizer: optax.G
         pick = lambda a, b: jax.tree.map(lambda u, v: jnp.where(accept, u, v), a, b)  # noqa: E731
         alpha = jnp.where(accept, jnp.minimum(1.0, alpha * grow), alpha * shrink).astype(jnp.float32)
         carry = (pick(x_new, x), pick(new_opt, opt_state), jnp.where(accept, e_new, e),
-                 pick(aux_new, aux), pick(g_new, g), alpha, n_rej + (~accept).astype(jnp.int32))
-        return carry, (carry[2], terms_of(carry[3]))
+                 pick(terms_of(aux_new), terms), pick(g_new, g), alpha,
+                 n_rej + (~accept).astype(jnp.int32))
+        return carry, (carry[2], carry[3])
 
-    carry0 = (leaves0, optimizer.init(leaves0), e0, aux0, g0, jnp.float32(1.0), jnp.int32(0))
+    t0 = terms_of(aux0)
+    carry0 = (leaves0, optimizer.init(leaves0), e0, t0, g0, jnp.float32(1.0), jnp.int32(0))
     carry, (history, terms) = jax.lax.scan(body, carry0, jnp.arange(n_steps, dtype=jnp.int32))
     history = jnp.concatenate([e0[None], history])
-    t0 = terms_of(aux0)
     terms = None if t0 is None else jnp.concatenate([t0[None], terms])
     return DescentResult(latents=treedef.unflatten(carry[0]), energy_history=history, terms=terms,
                          n_rejected=carry[6], diverged=~ok0)
