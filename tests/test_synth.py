@@ -151,6 +151,26 @@ def test_amplitude_gradients_are_exact():
                 order=1, modes=["rev"], eps=1e-2, atol=2e-3, rtol=2e-3)
 
 
+def test_amplitude_gradient_does_not_depend_on_chunk_length(monkeypatch):
+    """The backward pass splits samples into chunks (small on a CPU, large on an
+    accelerator): one chunk, several, and a ragged last one give the same gradient."""
+    from pcmusic import _oscillators
+
+    rng = np.random.default_rng(5)
+    f0, amps = gliding_controls(rng, 3, 20, 12, 150.0, 900.0)  # 3 x 20 rows of 64 samples
+
+    def grads(chunk_samples):
+        monkeypatch.setitem(_oscillators._CHUNK_SAMPLES, jax.default_backend(), chunk_samples)
+        loss = lambda f, a: jnp.sum(synth.harmonic(f, a, sample_rate=16000, hop=64) ** 2)  # noqa: E731
+        return jax.grad(loss, argnums=(0, 1))(f0, amps)  # not jitted: traced anew each time
+
+    one, many, ragged = grads(1 << 20), grads(64 * 4), grads(64 * 7)
+    assert np.abs(np.asarray(one[1])).max() > 0
+    for other in (many, ragged):
+        for a, b in zip(one, other):
+            np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=2e-5, atol=1e-6)
+
+
 def central_differences(loss, x, eps):
     flat = np.asarray(x, np.float32).ravel()
     out = []
