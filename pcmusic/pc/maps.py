@@ -6,11 +6,13 @@ to both the latents `x` and the params are explicit (`jax.grad` on either argume
 Time-series maps use the layout `[batch, n_frames, n_channels]`.
 
 `bf16=True` is an opt-in fast mode: params stay float32, the matmul/convolution inputs
-are cast to bfloat16 and accumulate in float32 (`preferred_element_type`). The default
+are cast to bfloat16 and accumulate in float32 (`preferred_element_type`), in the
+forward and in both backward products (the cotangent is cast to bfloat16 too). The default
 uses JAX's default matmul precision (TF32 on recent NVIDIA GPUs, float32 on CPU).
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -33,10 +35,47 @@ def _identity(x: jax.Array) -> jax.Array:
     return x
 
 
-def _operands(x: jax.Array, w: jax.Array, bf16: bool) -> tuple[jax.Array, jax.Array]:
-    if bf16:
-        return x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)
-    return x, w
+def _bf16_product(op: Callable, dense_2d: bool = False) -> Callable:
+    """`op(a, w, out_dtype)`, a bilinear product, as `f(x, w)` (float32 in and out) whose
+    forward AND backward products take bfloat16 operands.
+
+    JAX's own transpose of a bf16 x bf16 -> f32 product multiplies the float32 cotangent
+    by a bf16 operand, which XLA runs as a float32 (TF32) product: the backward half of
+    the work would not speed up. Here the cotangent is cast to bf16 once. `dense_2d`:
+    `op` is `x @ w` with w 2-D; its two transposes are written out so that they
+    accumulate and return float32; other ops use `jax.vjp` of the bf16-output product.
+    """
+    bf16 = jnp.bfloat16
+
+    @jax.custom_vjp
+    def f(x, w):
+        return op(x.astype(bf16), w.astype(bf16), jnp.float32)
+
+    def fwd(x, w):
+        xb, wb = x.astype(bf16), w.astype(bf16)
+        return op(xb, wb, jnp.float32), (xb, wb)
+
+    def bwd(res, g):
+        xb, wb = res
+        gb = g.astype(bf16)
+        if dense_2d:
+            dx = jnp.matmul(gb, wb.T, preferred_element_type=jnp.float32)
+            dw = jnp.matmul(xb.reshape(-1, xb.shape[-1]).T, gb.reshape(-1, gb.shape[-1]),
+                            preferred_element_type=jnp.float32)
+            return dx, dw
+        _, vjp = jax.vjp(lambda a, b: op(a, b, bf16), xb, wb)
+        dx, dw = vjp(gb)
+        return dx.astype(jnp.float32), dw.astype(jnp.float32)
+
+    f.defvjp(fwd, bwd)
+    return f
+
+
+def _matmul(a, w, out_dtype):
+    return jnp.matmul(a, w, preferred_element_type=out_dtype)
+
+
+_matmul_bf16 = _bf16_product(_matmul, dense_2d=True)
 
 
 def dense(n_in: int, n_out: int, *, activation: Callable | None = None, bias: bool = True,
@@ -52,8 +91,10 @@ def dense(n_in: int, n_out: int, *, activation: Callable | None = None, bias: bo
         return {"w": w, "b": jnp.zeros((n_out,), jnp.float32)} if bias else {"w": w}
 
     def apply(params: Params, x: jax.Array) -> jax.Array:
-        a, w = _operands(x, params["w"], bf16)
-        y = jnp.matmul(a, w, preferred_element_type=jnp.float32)
+        if bf16:
+            y = _matmul_bf16(x, params["w"])
+        else:
+            y = jnp.matmul(x, params["w"], preferred_element_type=jnp.float32)
         if bias:
             y = y + params["b"].reshape((1,) * (y.ndim - 1) + (n_out,))
         return act(y)
@@ -71,12 +112,15 @@ def conv1d(n_in: int, n_out: int, *, kernel_size: int, activation: Callable | No
         w = jax.random.normal(key, (kernel_size, n_in, n_out), jnp.float32)
         return {"w": w * jnp.float32(scale / fan_in**0.5), "b": jnp.zeros((n_out,), jnp.float32)}
 
+    def conv(a, w, out_dtype):
+        return lax.conv_general_dilated(a, w, window_strides=(1,), padding="SAME",
+                                        dimension_numbers=("NWC", "WIO", "NWC"),
+                                        preferred_element_type=out_dtype)
+
+    product = _bf16_product(conv) if bf16 else functools.partial(conv, out_dtype=jnp.float32)
+
     def apply(params: Params, x: jax.Array) -> jax.Array:
-        a, w = _operands(x, params["w"], bf16)
-        y = lax.conv_general_dilated(a, w, window_strides=(1,), padding="SAME",
-                                     dimension_numbers=("NWC", "WIO", "NWC"),
-                                     preferred_element_type=jnp.float32)
-        return act(y + params["b"][None, None, :])
+        return act(product(x, params["w"]) + params["b"][None, None, :])
 
     return Map(init, apply)
 
@@ -104,17 +148,21 @@ def upsample(n_in: int, n_out: int, *, factor: int, kernel_size: int | None = No
         fan_in = n_in * max(1, k_size // factor)
         return {"w": w * jnp.float32(scale / fan_in**0.5), "b": jnp.zeros((n_out,), jnp.float32)}
 
-    def apply(params: Params, x: jax.Array) -> jax.Array:
-        n_frames = x.shape[-2]
-        a, w = _operands(x, params["w"], bf16)
+    def transposed_conv(a, w, out_dtype):
         # A transposed convolution is the input dilated by `factor` then correlated with
         # the flipped kernel; padding k-1-pad on the left keeps frame alignment.
-        y = lax.conv_general_dilated(a, w[::-1], window_strides=(1,),
-                                     padding=[(k_size - 1 - pad, k_size - 1 - pad + factor - 1)],
-                                     lhs_dilation=(factor,),
-                                     dimension_numbers=("NWC", "WIO", "NWC"),
-                                     preferred_element_type=jnp.float32)
-        y = y[:, : n_frames * factor, :]
+        return lax.conv_general_dilated(a, w[::-1], window_strides=(1,),
+                                        padding=[(k_size - 1 - pad, k_size - 1 - pad + factor - 1)],
+                                        lhs_dilation=(factor,),
+                                        dimension_numbers=("NWC", "WIO", "NWC"),
+                                        preferred_element_type=out_dtype)
+
+    product = (_bf16_product(transposed_conv) if bf16
+               else functools.partial(transposed_conv, out_dtype=jnp.float32))
+
+    def apply(params: Params, x: jax.Array) -> jax.Array:
+        n_frames = x.shape[-2]
+        y = product(x, params["w"])[:, : n_frames * factor, :]
         return act(y + params["b"][None, None, :])
 
     return Map(init, apply)
