@@ -304,10 +304,11 @@ def perceive_batch(audios, sample_rate: int, *, model=None, n_voices: int = 1,
                           cspec=cspec, sspec=sspec, prior=prior, inference=inference,
                           record_stride=record_stride,
                           model_static=None if model is None else model.static)
+    result = jax.device_get(result)  # one transfer; the per-clip work below is host-side NumPy
     percepts = []
     for i, (gain, n) in enumerate(zip(gains, lengths)):
         clip = jax.tree.map(lambda a: a[i], result)
-        best = int(jnp.argmin(clip.energy))
+        best = int(np.argmin(clip.energy))
         chosen = jax.tree.map(lambda a: a[best], clip)
         pc.check(chosen)
         percepts.append(_percept(chosen, np.asarray(clip.energy), gain=gain, cspec=cspec,
