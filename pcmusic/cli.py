@@ -179,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="print the benchmark tables")
     p.add_argument("--quick", action="store_true", help="small sizes, a few repeats")
     p.add_argument("--only", action="append", default=None,
-                   help="run only this section (repeatable): synth, pc, perceive")
+                   help="run only this section (repeatable): synth, pc, perceive, train")
     p.set_defaults(func=_cmd_bench)
     return parser
 

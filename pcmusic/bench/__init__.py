@@ -5,9 +5,9 @@ import importlib
 
 from pcmusic.bench.table import format_table, machine_description
 
-# section name -> module with `run(*, quick: bool) -> list[tuple[str, list[dict]]]`
+# section name -> module whose `run(*, quick: bool)` yields (title, rows) tables as they finish
 SECTIONS = {"synth": "pcmusic.bench.synth", "pc": "pcmusic.bench.pc",
-            "perceive": "pcmusic.bench.perceive"}
+            "perceive": "pcmusic.bench.perceive", "train": "pcmusic.bench.train"}
 
 
 def run_all(*, quick: bool, sections: list[str] | None = None) -> None:

@@ -9,6 +9,8 @@ the naive baseline.
 """
 from __future__ import annotations
 
+from typing import Iterator
+
 import numpy as np
 
 
@@ -172,8 +174,9 @@ def _phase_rows(minutes):
     return rows
 
 
-def run(*, quick: bool) -> list[tuple[str, list[dict]]]:
-    """Tables: harmonic bank throughput (ours vs naive) and long-render phase accuracy."""
+def run(*, quick: bool) -> Iterator[tuple[str, list[dict]]]:
+    """Tables, each yielded when done: harmonic bank throughput (ours vs naive) and
+    long-render phase accuracy."""
     n_voices = 64 if quick else 1024
     long_s = 2.0 if quick else 10.0
     # The naive bank takes seconds (quick) to minutes (full) per call: time it once.
@@ -185,5 +188,5 @@ def run(*, quick: bool) -> list[tuple[str, list[dict]]]:
     minutes = 1.0 if quick else 10.0
     title = ("synth: harmonic bank (hop = sample_rate/100); both banks split voices into the "
              "same `chunks` (lax.map + remat); time_s = median wall, compile excluded")
-    return [(title, rows),
-            ("synth: phase accuracy of a steady 440 Hz tone (last second)", _phase_rows(minutes))]
+    yield title, rows  # printed before the phase run starts
+    yield "synth: phase accuracy of a steady 440 Hz tone (last second)", _phase_rows(minutes)
