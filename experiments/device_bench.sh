@@ -19,22 +19,17 @@ fi
 export PYTHONPATH=.:${PYTHONPATH:-} PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm,temperature.gpu \
   --format=csv 2>&1 | tee "$out/gpu.txt"
-XLA_VARIANTS=("--xla_gpu_enable_command_buffer=")
 for s in $sections; do
   start=$(date +%s)
   limit=$(t=SECTION_TIMEOUT_S_${s//-/_}; echo "${!t:-150}")
   if [ "$s" = pc-xla ]; then
-    : > "$out/$s.txt"
-    for flags in "${XLA_VARIANTS[@]}"; do
-      echo "XLA_FLAGS=$flags" >> "$out/$s.txt"
-      XLA_FLAGS="$flags" timeout "$((limit / ${#XLA_VARIANTS[@]}))" python3 -m pcmusic bench --quick --only pc \
-        >> "$out/$s.txt" 2>&1
-      echo "[exit $?]" >> "$out/$s.txt"
-    done
+    echo "XLA_FLAGS=--xla_gpu_enable_command_buffer=" > "$out/$s.txt"
+    XLA_FLAGS=--xla_gpu_enable_command_buffer= timeout "$limit" \
+      python3 -m pcmusic bench --quick --only pc >> "$out/$s.txt" 2>&1
   else
     timeout "$limit" python3 -m pcmusic bench --only "$s" > "$out/$s.txt" 2>&1
-    echo "[exit $?]" >> "$out/$s.txt"
   fi
+  echo "[exit $?]" >> "$out/$s.txt"
   echo "[section $s: $(( $(date +%s) - start )) s]" | tee -a "$out/$s.txt"
 done
 echo; echo "=================== tables ==================="

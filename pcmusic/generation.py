@@ -23,7 +23,8 @@ out the constant -0.5 log pi terms, so F >= 0 (0 for a sound that is exactly wha
 the intent predicts, up to the weak prior of `ModelSpec.latent_decay`). The noise of
 a render is drawn once per sample so F is a deterministic function of (a, b), and it
 never rises: a step that would raise it is retried at half the size
-(`pcmusic.pc.descent`), so the step sizes need not be tuned to each model's scale. The trace records F and its per-level terms at every step.
+(`pcmusic.pc.descent`), so the step sizes need not be tuned to each model's scale. The
+trace records F and its per-level terms at every step.
 """
 from __future__ import annotations
 

@@ -117,10 +117,8 @@ def time_net(name: str, widths: Sequence[int], batch: int, *, bf16: bool, n_repe
     if steps_per_call > 1:
         def run_steps(params, opt_state, x, y):
             def body(carry, _):
-                p, o, _ = step(*carry[:2], x, y)
-                return (p, o, jnp.float32(0.0)), None
-            return jax.lax.scan(body, (params, opt_state, jnp.float32(0.0)), None,
-                                length=steps_per_call)[0]
+                return step(*carry, x, y)[:2], None
+            return jax.lax.scan(body, (params, opt_state), None, length=steps_per_call)[0]
         call = jax.jit(run_steps)
     else:
         call = step

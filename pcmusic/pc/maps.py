@@ -90,11 +90,10 @@ def dense(n_in: int, n_out: int, *, activation: Callable | None = None, bias: bo
         w = jax.random.normal(key, (n_in, n_out), jnp.float32) * jnp.float32(scale / n_in**0.5)
         return {"w": w, "b": jnp.zeros((n_out,), jnp.float32)} if bias else {"w": w}
 
+    product = _matmul_bf16 if bf16 else functools.partial(_matmul, out_dtype=jnp.float32)
+
     def apply(params: Params, x: jax.Array) -> jax.Array:
-        if bf16:
-            y = _matmul_bf16(x, params["w"])
-        else:
-            y = jnp.matmul(x, params["w"], preferred_element_type=jnp.float32)
+        y = product(x, params["w"])
         if bias:
             y = y + params["b"].reshape((1,) * (y.ndim - 1) + (n_out,))
         return act(y)
