@@ -250,7 +250,8 @@ def restore(directory: str | Path, *, target: Any = None, step: int | None = Non
       the target's are. Without a target, containers come back as orbax stores
       them (tuples as lists, namedtuples as dicts) and keys as they were saved.
     expected_config: a config (or dict) the checkpoint must have been saved with.
-    meta: {"step", "config" (dict), "metrics", "data_position", "pcmusic_version"}.
+    meta: {"step", "config" (dict), "metrics", "data_position", "pcmusic_version",
+    "leaves" (path -> shape, dtype and checksum of every saved array)}.
     Nothing on disk is changed, whatever happens.
     """
     directory = Path(directory)
@@ -313,5 +314,6 @@ def _read(manager, step, steps, where, target, expected_config):
     state = jax.tree_util.tree_map_with_path(finish, state)
     if bad:
         raise _corrupt(where, f"checksum mismatch in {', '.join(bad[:8])}", step, steps)
-    info = {k: meta.get(k) for k in ("step", "config", "metrics", "data_position", "pcmusic_version")}
+    info = {k: meta.get(k) for k in ("step", "config", "metrics", "data_position", "pcmusic_version",
+                                     "leaves")}
     return state, info

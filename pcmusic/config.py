@@ -80,7 +80,8 @@ class TrainConfig:
     every log_every steps, the held-out energy on n_eval clips every eval_every steps,
     n_samples generated sounds of sample_seconds with sample_refine_steps refinement steps
     every sample_every steps, a checkpoint every ckpt_every steps (and at the end),
-    keeping the keep_checkpoints latest.
+    keeping the keep_checkpoints latest. topdown_weight: weight of the top-down
+    consistency term in the params' objective (`pcmusic.learn.topdown_energy`; 0: off).
     """
     seed: int = 0
     n_steps: int = 1000
@@ -96,11 +97,12 @@ class TrainConfig:
     sample_refine_steps: int = 20
     ckpt_every: int = 100
     keep_checkpoints: int = 3
+    topdown_weight: float = 0.0
 
     def __post_init__(self):
         _positive(self, "n_steps", "batch_size", "learning_rate", "encoder_learning_rate",
                   "log_every", "n_eval", "n_samples", "sample_seconds", "keep_checkpoints")
-        for name in ("eval_every", "sample_every", "ckpt_every", "sample_refine_steps"):
+        for name in ("eval_every", "sample_every", "ckpt_every", "sample_refine_steps", "topdown_weight"):
             require(getattr(self, name) >= 0, name, f"must be >= 0 (0: never), got {getattr(self, name)}")
 
 

@@ -136,14 +136,13 @@ class Trace(NamedTuple):
 
 
 def sample_intent(model, key: jax.Array, n: int) -> jax.Array:
-    """Draw n intents `[n, 1, d_top]` from the intents the model met in training: a
-    Gaussian with the running mean and s.d. of its settled tops (`pcmusic.intents`;
-    the top prior N(top_mean, 1/pi_top) for params without them). PC learning settles
-    the tops far inside the unit-variance inference prior, so prior samples would be
-    intents the model has never met."""
-    mean, std = intents.intent_stats(model.params)
-    eps = jax.random.normal(key, (n,) + mean.shape, jnp.float32)
-    return mean[None] + eps * std[None]
+    """Draw n intents `[n, 1, d_top]` like those the model met in training
+    (`pcmusic.intents.sample_intents`: a kernel density estimate over the settled tops
+    it kept, else a Gaussian with their running mean and s.d.; the top prior
+    N(top_mean, 1/pi_top) for params without either). PC learning settles the tops far
+    inside the unit-variance inference prior, so prior samples would be intents the
+    model has never met."""
+    return intents.sample_intents(model.params, key, n)
 
 
 def _group_optimizer(spec: RefineSpec, labels: list) -> optax.GradientTransformation:

@@ -6,10 +6,12 @@
      encoder the upper latents, and joint inference settles everything with the
      sensory level clamped (the energy sums over the batch);
   3. one optax step on the hierarchy's params (maps, log-precisions, top mean)
-     along -dE/dtheta at the settled latents (energy per clip);
+     along -dE/dtheta at the settled latents (energy per clip), plus, with
+     `topdown_weight` > 0, the gradient of the top-down consistency term (below);
   4. one step on the amortised encoder towards the settled latents (hybrid inference);
   5. the sampling statistics (running mean and s.d. of the settled tops, rms of the
-     settled errors at z2 and z3) move towards the batch's: generation samples from them.
+     settled errors at z2 and z3) move towards the batch's and its settled tops enter
+     the bank of recent tops: generation samples from them (`pcmusic.intents`).
 A batch whose inference diverged leaves the params untouched and is counted.
 Data parallelism (a `data` mesh axis) is the caller's: shard `audio` over the batch
 axis and replicate the state; the sums above become all-reduces (pcmusic.train).
@@ -59,14 +61,36 @@ def normalise(audio: jax.Array) -> jax.Array:
     return audio * gain
 
 
+def topdown_energy(model, controls: dict, top: jax.Array) -> jax.Array:
+    """Control-level energy of `controls` under the top's mean prediction, per clip: f32[].
+
+    The control-level term of the hierarchy's energy (the same precisions, held fixed,
+    and audibility weights) with z2 and z3 replaced by their top-down predictions
+    g3(g_top(top)) and g_top(top): how well the top alone, through every map, predicts
+    the settled controls `[B, ...]`. `top` `[B, 1, d_top]` is held fixed. PC learning
+    fits each map to the settled level below it and lets the residuals at z2 and z3
+    carry what the top does not; this term asks the whole top-down path to carry it,
+    which is what generation from an intent relies on (`pcmusic.generate`).
+    """
+    n_frames = controls["log2_f0"].shape[-1]
+    hierarchy = model.hierarchy(n_frames, log_det=False)
+    top = jax.lax.stop_gradient(top)
+    _, z2, z3, _ = pc.predict_top_down(hierarchy, model.params["pc"], top)
+    _, aux = pc.energy(hierarchy, model.params["pc"], [jax.lax.stop_gradient(controls), z2, z3, top])
+    return aux["energies"][0] / jnp.float32(top.shape[0])
+
+
 def train_step(state: TrainState, audio: jax.Array, *, spec: ModelSpec,
                inference: perception.InferenceSpec, optimizer: optax.GradientTransformation,
-               encoder_optimizer: optax.GradientTransformation) -> tuple[TrainState, dict]:
+               encoder_optimizer: optax.GradientTransformation,
+               topdown_weight: float = 0.0) -> tuple[TrainState, dict]:
     """One step of learning on `audio` float32 `[B, n_frames * hop]` (pure; jit it).
 
-    n_frames must be a multiple of `spec.frames_per_top`. Returns the new state and
-    metrics (float32 scalars): energy per clip in total and per level (sensory,
-    controls, z2, z3, top), the learning objective, encoder loss, diverged (0/1).
+    n_frames must be a multiple of `spec.frames_per_top`. topdown_weight: weight of
+    `topdown_energy` added to the params' objective (0: plain PC learning). Returns
+    the new state and metrics (float32 scalars): energy per clip in total and per level
+    (sensory, controls, z2, z3, top), the learning objective, encoder loss, the
+    top-down energy per clip, diverged (0/1).
     """
     model = AudioModel(spec, state.params).bind()
     result = perception.settle(normalise(audio), cspec=spec.controls, sspec=spec.sensory,
@@ -75,6 +99,14 @@ def train_step(state: TrainState, audio: jax.Array, *, spec: ModelSpec,
     c, upper = settled["controls"], settled["upper"]
     hierarchy = model.hierarchy(c["log2_f0"].shape[-1])
     grads, objective = pc.param_gradients(hierarchy, state.params["pc"], [c, *upper])
+    def topdown(p):
+        return topdown_energy(AudioModel(spec, dict(state.params, pc=p)).bind(), c, upper[-1])
+
+    if topdown_weight > 0:
+        td_value, td_grads = jax.value_and_grad(topdown)(state.params["pc"])
+        grads = jax.tree.map(lambda g, t: g + jnp.float32(topdown_weight) * t, grads, td_grads)
+    else:
+        td_value = topdown(state.params["pc"])
     new_pc, opt_state = optim.apply(optimizer, grads, state.opt_state, state.params["pc"])
     if not spec.learn_latent_precision:   # z2, z3 and top precisions stay as initialised
         new_pc = dict(new_pc, log_precision=(new_pc["log_precision"][0],
@@ -95,6 +127,7 @@ def train_step(state: TrainState, audio: jax.Array, *, spec: ModelSpec,
     n_batch = jnp.float32(audio.shape[0])
     energies = result.aux["energies"] / n_batch
     metrics = {"energy": result.energy / n_batch, "objective": objective, "encoder_loss": enc_loss,
+               "topdown_energy": td_value,
                "diverged": result.diverged.astype(jnp.float32),
                **{f"energy_{name}": energies[i] for i, name in enumerate(LEVEL_NAMES)}}
     return new_state, metrics

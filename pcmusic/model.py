@@ -32,7 +32,7 @@ import numpy as np
 import optax
 
 from pcmusic import controls as controls_lib
-from pcmusic import pc, perception, priors, sensory, shooting
+from pcmusic import intents, pc, perception, priors, sensory, shooting
 from pcmusic.errors import PcmusicError
 from pcmusic.pc import maps
 
@@ -315,8 +315,7 @@ def init_model(key: jax.Array, spec: ModelSpec) -> AudioModel:
     enc = _encoder_maps(spec, n_control_features(spec.controls))
     enc_params = tuple(m.init(k) for m, k in zip(enc, jax.random.split(k_enc, len(enc))))
     d_top = spec.latent_dims[-1]
-    intent = {"mean": jnp.zeros((1, d_top), jnp.float32), "log_std": jnp.zeros((1, d_top), jnp.float32),
-              "log_residual": -0.5 * jnp.asarray(spec.latent_log_precision[:2], jnp.float32)}
+    intent = intents.init_intent_params(d_top, spec.latent_log_precision)
     return AudioModel(spec, {"pc": params, "encoder": enc_params, "intent": intent})
 
 

@@ -41,7 +41,7 @@ import numpy as np
 import optax
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
-from pcmusic import checkpoint, generation, learn, outputs
+from pcmusic import checkpoint, generation, intents, learn, outputs
 from pcmusic.config import (SCHEDULE_KEYS, Config, config_diff, config_from_dict, config_to_toml,
                             flatten_config)
 from pcmusic.errors import CheckpointError, ConfigError, PcmusicError
@@ -87,7 +87,8 @@ def make_step(config: Config, mesh: jax.sharding.Mesh):
     replicated = NamedSharding(mesh, PartitionSpec())
     batch = NamedSharding(mesh, PartitionSpec("data"))
     step = functools.partial(learn.train_step, spec=config.model, inference=config.inference,
-                             optimizer=opt, encoder_optimizer=enc_opt)
+                             optimizer=opt, encoder_optimizer=enc_opt,
+                             topdown_weight=config.train.topdown_weight)
     return jax.jit(step, in_shardings=(replicated, batch), out_shardings=(replicated, replicated))
 
 
@@ -106,6 +107,26 @@ def init_state(config: Config, mesh: jax.sharding.Mesh) -> learn.TrainState:
 def _abstract_state(config: Config, sharding=None):
     shapes = jax.eval_shape(_init_fn(config), jax.random.key(0))
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
+
+
+_BANK = ("bank", "bank_count")   # intent leaves added after the first checkpoints were written
+
+
+def _restore_state(directory: Path, meta: dict, config: Config, sharding=None):
+    """(state, meta) at meta["step"]; a checkpoint written before the intent bank
+    (`pcmusic.intents`) existed comes back with an empty bank (sampling then uses the
+    Gaussian of its running statistics until training fills the bank)."""
+    target = _abstract_state(config, sharding)
+    if all(f"params/intent/{k}" in meta["leaves"] for k in _BANK):
+        return checkpoint.restore(directory, step=meta["step"], target=target)
+    legacy = {k: v for k, v in target.params["intent"].items() if k not in _BANK}
+    state, meta = checkpoint.restore(directory, step=meta["step"],
+                                     target=target._replace(params=dict(target.params, intent=legacy)))
+    empty = intents.init_intent_params(config.model.latent_dims[-1], config.model.latent_log_precision)
+    if sharding is not None:
+        empty = jax.device_put(empty, sharding)
+    intent = dict(state.params["intent"], **{k: empty[k] for k in _BANK})
+    return state._replace(params=dict(state.params, intent=intent)), meta
 
 
 def checkpoint_dir(path: str | Path) -> Path:
@@ -133,7 +154,7 @@ def load_model(ckpt_dir: str | Path, *, step: int | None = None) -> tuple[AudioM
         config = config_from_dict(Config, meta["config"], source=f"checkpoint {directory}")
     except ConfigError as err:
         raise CheckpointError(f"{directory}: its config does not fit this pcmusic ({err})") from None
-    state, _ = checkpoint.restore(directory, step=meta["step"], target=_abstract_state(config))
+    state, _ = _restore_state(directory, meta, config)
     return learn.model_of(state, config.model), config
 
 
@@ -244,8 +265,7 @@ def train(config: Config, workdir: str | Path, *, devices=None, progress: bool =
     if checkpoint.latest_step(ckpt_path) is not None:
         _, meta = checkpoint.restore(ckpt_path)
         _check_resumable(meta["config"], config, ckpt_path)
-        state, meta = checkpoint.restore(ckpt_path, step=meta["step"],
-                                         target=_abstract_state(config, replicated))
+        state, meta = _restore_state(ckpt_path, meta, config, replicated)
         start, n_diverged = meta["step"], int(meta["data_position"]["n_diverged"])
         evaluation = meta["metrics"].get("eval", {})
         data.seek(meta["data_position"])

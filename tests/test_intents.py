@@ -53,3 +53,54 @@ def test_params_without_statistics_fall_back_to_the_prior_and_precisions():
     np.testing.assert_allclose(np.asarray(std), np.exp(-0.5 * SPEC.latent_log_precision[2]), rtol=1e-6)
     np.testing.assert_allclose(np.asarray(intents.residual_scales(legacy)),
                                np.exp(-0.5 * np.asarray(SPEC.latent_log_precision[:2])), rtol=1e-6)
+
+
+def _tops(values) -> jnp.ndarray:
+    return jnp.asarray(np.asarray(values, np.float32)[:, None, :])
+
+
+def _update_tops(params, tops):
+    errors = (None, jnp.zeros((tops.shape[0], 4, 4)), jnp.zeros((tops.shape[0], 1, 4)))
+    return intents.update_intent_stats(params, (None, None, tops), errors)
+
+
+def test_the_bank_keeps_the_latest_settled_tops_in_a_ring():
+    params = M.init_model(jax.random.key(6), SPEC).params
+    k = intents.BANK_SIZE
+    assert intents.bank_of(params) is None                      # nothing met yet
+    update = jax.jit(_update_tops)
+    written = np.arange(3 * k + 40, dtype=np.float32)
+    for start in range(0, written.size, 8):
+        params = update(params, _tops(np.repeat(written[start:start + 8, None], 3, axis=1)))
+    assert int(params["intent"]["bank_count"]) == written.size
+    bank = np.asarray(intents.bank_of(params))[:, 0]
+    np.testing.assert_array_equal(np.sort(bank), written[-k:])    # exactly the latest K
+    # a batch larger than the bank keeps its own last K
+    params = update(params, _tops(np.repeat(np.arange(1000, 1000 + k + 5, dtype=np.float32)[:, None], 3, 1)))
+    np.testing.assert_array_equal(np.sort(np.asarray(intents.bank_of(params))[:, 0]),
+                                  np.arange(1005, 1005 + k, dtype=np.float32))
+
+
+def test_intents_come_from_the_clusters_of_settled_tops_not_from_between_them():
+    """Tops in two clusters (as the tops of low and high notes): the kernel density
+    estimate draws intents inside the clusters, a single Gaussian mostly between them."""
+    params = M.init_model(jax.random.key(7), SPEC).params
+    rng = np.random.default_rng(0)
+    centres = np.where(rng.random((intents.BANK_SIZE, 1)) < 0.5, -3.0, 3.0)
+    tops = centres + 0.1 * rng.standard_normal((intents.BANK_SIZE, 3))
+    params = jax.jit(_update_tops)(params, _tops(tops))
+    model = M.AudioModel(SPEC, params)
+    drawn = np.asarray(G.sample_intent(model, jax.random.key(8), 400))[:, 0]
+    nearest = np.min(np.abs(drawn[:, :1] - np.array([[-3.0, 3.0]])), axis=1)
+    assert np.mean(nearest < 1.0) > 0.99
+    assert 0.35 < np.mean(drawn[:, 0] > 0) < 0.65                  # both clusters
+    no_bank = dict(params, intent={k: v for k, v in params["intent"].items()
+                                   if k not in ("bank", "bank_count")})
+    gaussian = np.asarray(G.sample_intent(M.AudioModel(SPEC, no_bank), jax.random.key(8), 400))[:, 0]
+    assert np.mean(np.abs(gaussian[:, 0]) < 2.0) > 0.1            # the fallback fills the gap
+
+
+def test_knn_bandwidth_is_the_distance_to_the_kth_neighbour():
+    points = jnp.asarray([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0], [7.0, 0.0]])
+    got = np.asarray(intents.knn_bandwidth(points, k=2)) * np.sqrt(2)
+    np.testing.assert_allclose(got, [3.0, 2.0, 3.0, 6.0], rtol=1e-6)

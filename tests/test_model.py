@@ -126,3 +126,24 @@ def test_latent_decay_adds_a_zero_mean_prior_on_z2_and_z3(model):
     np.testing.assert_allclose(float(e_decay - e_plain), expected, rtol=1e-3)   # float32 difference
     np.testing.assert_allclose(np.asarray(aux["energies"])[[0, 3]], np.asarray(aux_plain["energies"])[[0, 3]],
                                rtol=1e-6)
+
+
+def test_topdown_energy_scores_the_controls_against_the_tops_whole_prediction(model):
+    """learn.topdown_energy: zero for controls the top predicts exactly; for an f0 off by
+    0.1 octave, 0.5 * pi_f0 * sum(audibility * 0.01) per clip; its gradient reaches the
+    top map through every level and leaves the precisions and the top alone."""
+    from pcmusic import learn
+    b = model.bind()
+    top = jax.random.normal(jax.random.key(2), (2, 1, 4))
+    c, _, _, _ = b.predict_down(top, 32)
+    assert abs(float(learn.topdown_energy(b, c, top))) < 1e-6
+    off = dict(c, log2_f0=c["log2_f0"] + 0.1)
+    weights = M._audibility_of_level(c, 0, spec=SPEC)["log2_f0"]
+    pi_f0 = float(jnp.exp(model.params["pc"]["log_precision"][0]["log2_f0"]))
+    expected = 0.5 * pi_f0 * float(jnp.sum(weights)) * 0.01 / 2
+    np.testing.assert_allclose(float(learn.topdown_energy(b, off, top)), expected, rtol=1e-4)
+    grads = jax.grad(lambda p: learn.topdown_energy(M.AudioModel(SPEC, dict(model.params, pc=p)).bind(),
+                                                    off, top))(model.params["pc"])
+    assert float(jnp.sum(jnp.abs(jax.tree.leaves(grads["maps"][2])[0]))) > 0      # g_top
+    assert all(float(jnp.max(jnp.abs(g))) == 0 for g in jax.tree.leaves(grads["log_precision"]))
+    assert float(jnp.max(jnp.abs(grads["top_mean"]))) == 0

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 import pytest
 
-from pcmusic import checkpoint, config, demo, outputs, train
+from pcmusic import checkpoint, config, demo, intents, outputs, train
 from pcmusic.errors import CheckpointError, ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -135,6 +135,22 @@ def test_load_model_restores_the_trained_params_on_one_device(tiny_run):
     for a, b in zip(saved, restored):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
         assert b.sharding.device_set == {jax.local_devices()[0]}
+    # the settled tops of its 8 steps x 8 clips are banked for sampling (pcmusic.intents)
+    bank = np.asarray(intents.bank_of(model.params))
+    assert int(model.params["intent"]["bank_count"]) == 64 and bank.shape == (64, 8)
+    assert np.all(np.isfinite(bank)) and np.all(np.std(bank, axis=0) > 0)
+
+
+def test_a_checkpoint_from_before_the_intent_bank_loads_with_an_empty_one(tiny_run, tmp_path):
+    state, meta = checkpoint.restore(tiny_run / "checkpoints")
+    params = dict(state["params"], intent={k: v for k, v in state["params"]["intent"].items()
+                                           if k not in ("bank", "bank_count")})
+    checkpoint.save(tmp_path / "checkpoints", 8, state=dict(state, params=params), config=meta["config"],
+                    metrics=meta["metrics"], data_position=meta["data_position"])
+    model, _ = train.load_model(tmp_path)
+    assert intents.bank_of(model.params) is None and int(model.params["intent"]["bank_count"]) == 0
+    np.testing.assert_array_equal(np.asarray(model.params["intent"]["mean"]),
+                                  np.asarray(params["intent"]["mean"]))
 
 
 def test_a_diverged_batch_is_counted_and_skipped(tmp_path, monkeypatch):
@@ -160,6 +176,7 @@ def test_a_diverged_batch_is_counted_and_skipped(tmp_path, monkeypatch):
     (["inference.n_steps=1.5"], "expected int"),
     (["train.n_step=1"], "did you mean 'train.n_steps'"),
     (["data.synthetic=chords"], "voices >= 2"),
+    (["train.topdown_weight=-1.0"], "topdown_weight"),
 ])
 def test_config_errors_name_the_key(overrides, fragment):
     with pytest.raises(ConfigError, match=fragment):
