@@ -153,6 +153,25 @@ def test_a_checkpoint_from_before_the_intent_bank_loads_with_an_empty_one(tiny_r
                                   np.asarray(params["intent"]["mean"]))
 
 
+def test_topdown_f0_diagnostic_measures_each_level_and_checks_its_input(tiny_run, capsys):
+    from pcmusic import data, diagnose
+    from pcmusic.errors import PcmusicError
+    model, cfg = train.load_model(tiny_run)
+    spec = train.synthetic_spec(cfg, batch_size=8, n_frames=train.clip_frames(cfg))
+    batch = data.synthetic_batch(jax.random.key(3), spec)
+    f0 = np.asarray(batch.f0_hz)[:, :1]
+    errors = diagnose.f0_errors_cents(model, batch.audio, f0, inference=cfg.inference)
+    assert set(errors) == set(diagnose.LEVELS)
+    assert all(e.shape == (int(np.sum(np.isfinite(f0))),) and np.all(np.isfinite(e)) for e in errors.values())
+    assert np.median(errors["settled"]) < 20.0          # perception hears the notes
+    with pytest.raises(PcmusicError, match="f0_hz"):
+        diagnose.f0_errors_cents(model, batch.audio, f0[:, :, :10], inference=cfg.inference)
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import topdown_f0
+    assert topdown_f0.main(["--ckpt", str(tiny_run), "--n", "8"]) == 0
+    assert "from_top" in capsys.readouterr().out
+
+
 def test_a_diverged_batch_is_counted_and_skipped(tmp_path, monkeypatch):
     batch = train._Data.batch
 
