@@ -15,6 +15,7 @@ wrote them; without a target everything lands on the first local device.
 """
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 from typing import Any
@@ -254,6 +255,20 @@ def restore(directory: str | Path, *, target: Any = None, step: int | None = Non
     "leaves" (path -> shape, dtype and checksum of every saved array)}.
     Nothing on disk is changed, whatever happens.
     """
+    with _opened(directory, step) as opened:
+        return _read(*opened, target, expected_config)
+
+
+def read_meta(directory: str | Path, *, step: int | None = None) -> dict:
+    """The meta of the latest (or the given) step, as `restore` returns it, without
+    reading the saved arrays (e.g. the config, to build the target of a restore)."""
+    with _opened(directory, step) as opened:
+        return _info(_read_meta(*opened))
+
+
+@contextlib.contextmanager
+def _opened(directory, step):
+    """(read-only manager, step, all steps, "dir/step") for the latest or given step."""
     directory = Path(directory)
     steps = _require_steps(directory)
     step = steps[-1] if step is None else int(step)
@@ -261,21 +276,34 @@ def restore(directory: str | Path, *, target: Any = None, step: int | None = Non
         raise CheckpointError(f"no checkpoint for step {step} in {directory}; available steps: {steps}")
     manager = _manager(directory, read_only=True)
     try:
-        return _read(manager, step, steps, str(directory / str(step)), target, expected_config)
+        yield manager, step, steps, str(directory / str(step))
     finally:
         manager.close()
 
 
-def _read(manager, step, steps, where, target, expected_config):
+def _info(meta: dict) -> dict:
+    return {k: meta.get(k) for k in ("step", "config", "metrics", "data_position", "pcmusic_version",
+                                     "leaves")}
+
+
+def _read_meta(manager, step, steps, where) -> dict:
     ocp = _ocp()
     try:
         meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-        leaves = meta["leaves"]
+        if "leaves" not in meta:
+            raise KeyError("leaves")
     except Exception as err:  # orbax, json and tensorstore raise many kinds
         raise _corrupt(where, f"meta unreadable: {type(err).__name__}: {err}", step, steps) from None
     if meta.get("format", 0) > FORMAT_VERSION:
         raise CheckpointError(f"{where} was written by pcmusic {meta.get('pcmusic_version')} "
                               f"(format {meta['format']}); upgrade pcmusic to read it")
+    return meta
+
+
+def _read(manager, step, steps, where, target, expected_config):
+    ocp = _ocp()
+    meta = _read_meta(manager, step, steps, where)
+    leaves = meta["leaves"]
     if expected_config is not None:
         _check_config(meta["config"], expected_config, where)
     default_sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
@@ -314,6 +342,4 @@ def _read(manager, step, steps, where, target, expected_config):
     state = jax.tree_util.tree_map_with_path(finish, state)
     if bad:
         raise _corrupt(where, f"checksum mismatch in {', '.join(bad[:8])}", step, steps)
-    info = {k: meta.get(k) for k in ("step", "config", "metrics", "data_position", "pcmusic_version",
-                                     "leaves")}
-    return state, info
+    return state, _info(meta)

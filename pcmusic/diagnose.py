@@ -5,16 +5,18 @@ model copies its corpus's pitches only as far as that prediction is accurate. Fo
 labelled clips, `f0_errors_cents` settles each batch as training does and compares
 the note f0 with: the settled controls (what perception hears), g2(settled z2) (the
 event level's prediction) and the whole top-down prediction from the settled top.
-Measured on the demo's model (README, Known limitations): 1.3, 3 and 147 cents, median:
+Measured on the demo's model (README, Known limitations): 1.8, 2.1 and 139 cents, median:
 the residuals at z2 and z3 carry the pitch that the top does not.
 """
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pcmusic import perception
+from pcmusic import learn, perception
 from pcmusic.errors import PcmusicError
 
 LEVELS = ("settled", "from_z2", "from_top")
@@ -37,24 +39,18 @@ def f0_errors_cents(model, audio, f0_hz, *, inference: perception.InferenceSpec)
         raise PcmusicError(f"f0_errors_cents needs a one-voice model and f0_hz [B, 1, {n_frames}] "
                            f"for audio {tuple(audio.shape)}; got {spec.controls.n_voices} voices and "
                            f"f0_hz {f0_hz.shape}")
-    predicted = _predictions(model.params, audio, spec=spec, inference=inference)
+    predicted = _predict(model.params, audio, spec=spec, inference=inference)
     voiced = np.isfinite(f0_hz) & (f0_hz > 0)
     truth = np.log2(np.where(voiced, f0_hz, 1.0))
     return {name: np.abs(1200.0 * (np.asarray(p, np.float64) - truth))[voiced]
             for name, p in zip(LEVELS, predicted)}
 
 
-def _predictions(params, audio, *, spec, inference):
-    return jax.jit(_predict, static_argnames=("spec", "inference"))(params, audio, spec=spec,
-                                                                    inference=inference)
-
-
+@functools.partial(jax.jit, static_argnames=("spec", "inference"))
 def _predict(params, audio, *, spec, inference):
-    from pcmusic.learn import normalise
-
+    """log2 f0 `[B, 1, F]` of the settled controls, g2(settled z2) and the top-down prediction."""
     model = spec.bind(params)
-    result = perception.settle(normalise(audio), cspec=spec.controls, sspec=spec.sensory,
-                               prior=spec.prior, inference=inference, model=model)
+    result = learn.settle(model, audio, inference=inference)
     c, (z2, _, top) = result.latents["controls"], result.latents["upper"]
     n_frames = c["log2_f0"].shape[-1]
     from_z2 = model.hierarchy(n_frames).maps[0](params["pc"]["maps"][0], z2)

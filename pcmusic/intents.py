@@ -81,11 +81,10 @@ def update_intent_stats(params: dict, upper: tuple, errors: tuple, *, rate: floa
 
 def _write_bank(bank: jax.Array, count: jax.Array, tops: jax.Array) -> dict:
     """The ring buffer `bank` `[K, d]` with `tops` `[B, d]` written after `count` earlier ones."""
-    k = bank.shape[0]
-    tops = tops[-k:]                                   # a batch larger than the bank: its last K
-    skipped = jnp.int32(max(0, tops.shape[0] - k))
-    index = (count + skipped + jnp.arange(tops.shape[0], dtype=jnp.int32)) % k
-    return {"bank": bank.at[index].set(tops.astype(bank.dtype)), "bank_count": count + skipped + tops.shape[0]}
+    k, n = bank.shape[0], tops.shape[0]
+    skipped = max(0, n - k)                            # a batch larger than the bank: its last K
+    index = (count + skipped + jnp.arange(n - skipped, dtype=jnp.int32)) % k
+    return {"bank": bank.at[index].set(tops[skipped:].astype(bank.dtype)), "bank_count": count + n}
 
 
 def bank_of(params: dict) -> jax.Array | None:

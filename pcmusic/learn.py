@@ -61,6 +61,14 @@ def normalise(audio: jax.Array) -> jax.Array:
     return audio * gain
 
 
+def settle(model, audio: jax.Array, *, inference: perception.InferenceSpec) -> pc.InferenceResult:
+    """Perceive a batch `[B, n_frames * hop]` as training does: scale each clip to the
+    reference level, then settle controls and upper latents jointly (`perception.settle`)."""
+    spec = model.spec
+    return perception.settle(normalise(audio), cspec=spec.controls, sspec=spec.sensory,
+                             prior=spec.prior, inference=inference, model=model)
+
+
 def topdown_energy(model, controls: dict, top: jax.Array) -> jax.Array:
     """Control-level energy of `controls` under the top's mean prediction, per clip: f32[].
 
@@ -93,12 +101,12 @@ def train_step(state: TrainState, audio: jax.Array, *, spec: ModelSpec,
     top-down energy per clip, diverged (0/1).
     """
     model = AudioModel(spec, state.params).bind()
-    result = perception.settle(normalise(audio), cspec=spec.controls, sspec=spec.sensory,
-                             prior=spec.prior, inference=inference, model=model)
+    result = settle(model, audio, inference=inference)
     settled = result.latents
     c, upper = settled["controls"], settled["upper"]
     hierarchy = model.hierarchy(c["log2_f0"].shape[-1])
     grads, objective = pc.param_gradients(hierarchy, state.params["pc"], [c, *upper])
+
     def topdown(p):
         return topdown_energy(AudioModel(spec, dict(state.params, pc=p)).bind(), c, upper[-1])
 

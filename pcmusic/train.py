@@ -149,7 +149,7 @@ def load_model(ckpt_dir: str | Path, *, step: int | None = None) -> tuple[AudioM
     """The model and config of a checkpoint (a workdir or its checkpoints/ directory),
     on the first local device whatever device count wrote it."""
     directory = checkpoint_dir(ckpt_dir)
-    _, meta = checkpoint.restore(directory, step=step)   # first its config, to build the target
+    meta = checkpoint.read_meta(directory, step=step)   # first its config, to build the target
     try:
         config = config_from_dict(Config, meta["config"], source=f"checkpoint {directory}")
     except ConfigError as err:
@@ -263,7 +263,7 @@ def train(config: Config, workdir: str | Path, *, devices=None, progress: bool =
     ckpt_path = workdir / CKPT_DIR
     start, n_diverged, evaluation = 0, 0, {}
     if checkpoint.latest_step(ckpt_path) is not None:
-        _, meta = checkpoint.restore(ckpt_path)
+        meta = checkpoint.read_meta(ckpt_path)
         _check_resumable(meta["config"], config, ckpt_path)
         state, meta = _restore_state(ckpt_path, meta, config, replicated)
         start, n_diverged = meta["step"], int(meta["data_position"]["n_diverged"])
