@@ -1,8 +1,10 @@
 """How accurately does a trained model's top predict pitch? (`pcmusic.diagnose`)
 
 Settles held-out clips of the checkpoint's own synthetic corpus as training does and
-prints the |f0 error| (cents, voiced frames) of the settled controls, of g2(settled z2)
-and of the top-down prediction from the settled top: generation renders the last.
+prints the |f0 error| (cents, voiced frames) of the settled controls, of g2(settled z2),
+of the top-down prediction from the settled top and of the one from the clip's intent
+(the top shot from it, `pcmusic.learn.intent_of`, with the run's train.intent_shoot_steps,
+200 where 0): generation renders the last.
 
     python experiments/topdown_f0.py --ckpt runs/demo/train [--n 64] [--seed 100] [--json OUT]
 """
@@ -35,7 +37,8 @@ def main(argv=None) -> int:
         spec = train.synthetic_spec(config, batch_size=args.n, n_frames=train.clip_frames(config))
         batch = data.synthetic_batch(jax.random.key(args.seed), spec)
         errors = diagnose.f0_errors_cents(model, batch.audio, np.asarray(batch.f0_hz)[:, :1],
-                                          inference=config.inference)
+                                          inference=config.inference,
+                                          intent_shoot_steps=config.train.intent_shoot_steps or 200)
     except PcmusicError as err:
         print(f"topdown_f0: error: {err}", file=sys.stderr)
         return 2

@@ -3,8 +3,10 @@
 The copy-model baseline the project argues against (RESEARCH.md): a generative model
 trained on a corpus reproduces the corpus's statistics, here its tuning. For each
 tuning (5-TET and 12-TET by default) the same hierarchy is trained on synthetic
-melodies in that tuning (`pcmusic.train`), then generates sounds (intents sampled like
-those it met in training, refined by listening, `pcmusic.generate`). Their pitches are measured
+notes in that tuning (`pcmusic.train`), then generates sounds (intents drawn from the
+bank a run ends with, the intents of held-out clips under the final params, at
+`intent_bandwidth`; rendered at `temperature`; refined by listening, `pcmusic.generate`).
+Their pitches are measured
 by *perceiving* the generated audio with the untrained default listener
 (`pcmusic.perceive`, model=None: no access to the generator's controls, and no
 knowledge of any tuning); the generator's own control f0 (where its voice is audible)
@@ -42,28 +44,36 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from pcmusic import data, generation, perception, plots, train  # noqa: E402
+from pcmusic import data, generation, intents, perception, plots, train  # noqa: E402
 from pcmusic.config import Config, config_to_dict, load_config, require  # noqa: E402
 from pcmusic.errors import PcmusicError  # noqa: E402
 from pcmusic.outputs import write_atomic  # noqa: E402
 
 FOLLOW_ENRICHMENT = 2.0
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "tuning_copy.toml"
-# The method itself, smaller: 2 training steps, 4 sounds of each kind, a shorter listener.
-QUICK = ["run.train.n_steps=2", "run.train.eval_every=2", "run.train.ckpt_every=2",
+# The method itself, smaller: 2 training steps of 8 clips, 16 banked intents, 4 sounds of
+# each kind, a shorter listener.
+QUICK = ["run.train.n_steps=2", "run.train.batch_size=8", "run.train.bank_refresh_clips=16",
+         "run.train.eval_every=2", "run.train.ckpt_every=2",
          "n_generate=4", "n_corpus=4", "perceive_steps=50"]
 
 
 @dataclasses.dataclass(frozen=True)
 class TuningCopy:
     """tunings: names as in data.tuning, trained one after the other.
-    n_generate sounds of generate_seconds, refine_steps refinement steps each; n_corpus
+    n_generate sounds of generate_seconds, refine_steps refinement steps each, drawn at
+    `temperature` (`pcmusic.generate`: 1 samples the levels below the intent with the
+    residual spread met in training, 0 renders the intent's top-down prediction) from
+    intents drawn from the model's intent bank with kernels `intent_bandwidth` x their
+    k-NN width (`pcmusic.intents.sample_intents`; 0: the banked intents themselves); n_corpus
     held-out corpus clips of the same length; perceive_steps: the listener's inference
     steps; window_cents: half-width of a lattice point; bin_cents: histogram bins."""
     tunings: tuple[str, ...] = ("5-TET", "12-TET")
     n_generate: int = 32
     generate_seconds: float = 1.0
     refine_steps: int = 50
+    temperature: float = 1.0
+    intent_bandwidth: float = 1.0
     n_corpus: int = 32
     perceive_steps: int = 200
     window_cents: float = 15.0
@@ -75,6 +85,8 @@ class TuningCopy:
         for name in ("n_generate", "generate_seconds", "n_corpus", "perceive_steps", "window_cents",
                      "bin_cents"):
             require(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
+        for name in ("temperature", "intent_bandwidth"):
+            require(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
         require(self.run.data.kind == "synthetic", "run.data.kind", "the corpora are synthetic")
 
 
@@ -109,9 +121,11 @@ def run_tuning(exp: TuningCopy, tuning: str, out: Path, key, *, progress: bool) 
     workdir = out / tuning
     summary = train.train(cfg, workdir, progress=progress)
     model, _ = train.load_model(workdir)
-    k_gen, k_corpus = jax.random.split(key)
-    sounds, trace = generation.generate(model, k_gen, n=exp.n_generate, seconds=exp.generate_seconds,
-                                      refine_steps=exp.refine_steps, refine=cfg.refine)
+    k_gen, k_corpus, k_intent = jax.random.split(key, 3)
+    intent = intents.sample_intents(model.params, k_intent, exp.n_generate, bandwidth=exp.intent_bandwidth)
+    sounds, trace = generation.generate(model, k_gen, intent=intent, seconds=exp.generate_seconds,
+                                      refine_steps=exp.refine_steps, refine=cfg.refine,
+                                      temperature=exp.temperature)
     c = cfg.model.controls
     spec = train.synthetic_spec(cfg, batch_size=exp.n_corpus,
                                 n_frames=c.n_frames(round(exp.generate_seconds * c.sample_rate)))

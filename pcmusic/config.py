@@ -82,6 +82,13 @@ class TrainConfig:
     every sample_every steps, a checkpoint every ckpt_every steps (and at the end),
     keeping the keep_checkpoints latest. topdown_weight: weight of the top-down
     consistency term in the params' objective (`pcmusic.learn.topdown_energy`; 0: off).
+    intent_shoot_steps: with n > 0 the intent of each clip -- the top kept in the intent
+    bank and scored by the top-down term -- is shot from the settled top for n steps
+    (`pcmusic.shooting`, at inference.lr_shoot): the top whose prediction through every
+    map best reproduces the settled controls, which is what generation renders; 0: the
+    settled top itself. bank_refresh_clips: at the end of a run the intent bank is
+    replaced by the intents of this many held-out clips under the final params
+    (`pcmusic.train._refresh_bank`; 0: keep the training ring buffer).
     """
     seed: int = 0
     n_steps: int = 1000
@@ -98,11 +105,14 @@ class TrainConfig:
     ckpt_every: int = 100
     keep_checkpoints: int = 3
     topdown_weight: float = 0.0
+    intent_shoot_steps: int = 0
+    bank_refresh_clips: int = 256
 
     def __post_init__(self):
         _positive(self, "n_steps", "batch_size", "learning_rate", "encoder_learning_rate",
                   "log_every", "n_eval", "n_samples", "sample_seconds", "keep_checkpoints")
-        for name in ("eval_every", "sample_every", "ckpt_every", "sample_refine_steps", "topdown_weight"):
+        for name in ("eval_every", "sample_every", "ckpt_every", "sample_refine_steps", "topdown_weight",
+                     "intent_shoot_steps", "bank_refresh_clips"):
             require(getattr(self, name) >= 0, name, f"must be >= 0 (0: never), got {getattr(self, name)}")
 
 
@@ -110,7 +120,7 @@ class TrainConfig:
 # its trajectory (the losses of a resumed run equal those of an uninterrupted one).
 SCHEDULE_KEYS = tuple(f"train.{k}" for k in ("n_steps", "log_every", "eval_every", "sample_every",
                                              "n_samples", "sample_seconds", "sample_refine_steps",
-                                             "ckpt_every", "keep_checkpoints"))
+                                             "ckpt_every", "keep_checkpoints", "bank_refresh_clips"))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -50,7 +50,7 @@ def demo_config(n_steps: int = DEMO_STEPS) -> Config:
                  "seconds": 0.5, "n_harmonics": 16},
         "train": {"n_steps": n_steps, "batch_size": 8, "learning_rate": 3e-3,
                   "encoder_learning_rate": 3e-3, "log_every": 5, "eval_every": 50, "n_eval": 8,
-                  "sample_every": 0, "ckpt_every": 50},
+                  "sample_every": 0, "ckpt_every": 50, "bank_refresh_clips": 64},
         "inference": {"n_steps": 30}}, source="pcmusic.demo")
 
 

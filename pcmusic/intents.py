@@ -15,9 +15,13 @@ curved, clustered set (one cluster per pitch class and register), and the mean o
 that set can decode to a sound no training clip resembled (measured: a Gaussian fitted
 to the tops of a model trained on 110-880 Hz notes decoded to a median f0 of 125 Hz
 where its settled tops decoded to 256 Hz). Training therefore also keeps a bank of the
-BANK_SIZE latest settled tops, and intents are drawn from a kernel density estimate
+BANK_SIZE latest settled tops (or, with `train.intent_shoot_steps`, the tops shot from
+them: `pcmusic.learn.intent_of`), and intents are drawn from a kernel density estimate
 over it (a bank entry plus Gaussian noise as wide as the distance to its
-NEIGHBOURS-th nearest neighbour in the bank).
+NEIGHBOURS-th nearest neighbour in the bank, times `bandwidth`). A run ends by
+replacing the ring buffer with intents found under its final params
+(`train.bank_refresh_clips`): entries banked a few steps earlier can decode to other
+pitches once the maps have moved.
 
 Params leaf "intent": {"mean": [1, d_top], "log_std": [1, d_top], "log_residual": [2],
 "bank": [BANK_SIZE, d_top], "bank_count": int32[] (tops written so far)}.

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from pcmusic import intents, pc, perception
+from pcmusic import intents, pc, perception, shooting
 from pcmusic.pc import optim
 from pcmusic.model import AudioModel, ModelSpec, control_features, init_model
 
@@ -88,10 +88,34 @@ def topdown_energy(model, controls: dict, top: jax.Array) -> jax.Array:
     return aux["energies"][0] / jnp.float32(top.shape[0])
 
 
+def intent_of(model, controls: dict, top: jax.Array, *, n_steps: int, learning_rate: float) -> jax.Array:
+    """The intent `[B, 1, d_top]` of settled clips: their settled top (n_steps 0), or the
+    top shot from it (and from the intent mean) for n_steps of Adam at learning_rate, the
+    one whose top-down prediction best fits the settled controls (`pcmusic.shooting`).
+    The settled top is a compromise of the whole energy, where residuals at z2 and z3
+    carry much of the pitch (`pcmusic.diagnose`); generation renders the prediction alone."""
+    if n_steps < 1:
+        return top
+    shot = shooting.shoot_upper(model, jax.lax.stop_gradient(controls), jax.lax.stop_gradient(top),
+                                n_steps=n_steps, learning_rate=learning_rate)[2]
+    return jax.lax.stop_gradient(shot)
+
+
+def intents_of_batch(params: dict, audio: jax.Array, *, spec: ModelSpec,
+                     inference: perception.InferenceSpec, intent_shoot_steps: int) -> jax.Array:
+    """The intents `[B, d_top]` training banks for `audio` `[B, n_frames * hop]`: settle as
+    `train_step` does, then `intent_of`; NaN rows where inference diverged."""
+    model = AudioModel(spec, params).bind()
+    result = settle(model, audio, inference=inference)
+    c, top = result.latents["controls"], result.latents["upper"][-1]
+    intent = intent_of(model, c, top, n_steps=intent_shoot_steps, learning_rate=inference.lr_shoot)[:, 0]
+    return jnp.where(result.diverged, jnp.nan, intent)
+
+
 def train_step(state: TrainState, audio: jax.Array, *, spec: ModelSpec,
                inference: perception.InferenceSpec, optimizer: optax.GradientTransformation,
                encoder_optimizer: optax.GradientTransformation,
-               topdown_weight: float = 0.0) -> tuple[TrainState, dict]:
+               topdown_weight: float = 0.0, intent_shoot_steps: int = 0) -> tuple[TrainState, dict]:
     """One step of learning on `audio` float32 `[B, n_frames * hop]` (pure; jit it).
 
     n_frames must be a multiple of `spec.frames_per_top`. topdown_weight: weight of
@@ -107,8 +131,10 @@ def train_step(state: TrainState, audio: jax.Array, *, spec: ModelSpec,
     hierarchy = model.hierarchy(c["log2_f0"].shape[-1])
     grads, objective = pc.param_gradients(hierarchy, state.params["pc"], [c, *upper])
 
+    intent = intent_of(model, c, upper[-1], n_steps=intent_shoot_steps, learning_rate=inference.lr_shoot)
+
     def topdown(p):
-        return topdown_energy(AudioModel(spec, dict(state.params, pc=p)).bind(), c, upper[-1])
+        return topdown_energy(AudioModel(spec, dict(state.params, pc=p)).bind(), c, intent)
 
     if topdown_weight > 0:
         td_value, td_grads = jax.value_and_grad(topdown)(state.params["pc"])
@@ -127,7 +153,8 @@ def train_step(state: TrainState, audio: jax.Array, *, spec: ModelSpec,
     keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)  # noqa: E731
     upper_errors = result.aux["errors"][1:]   # (controls, z2, z3, top) at the settled state
     new_params = intents.update_intent_stats({"pc": new_pc, "encoder": enc_params,
-                                              "intent": state.params["intent"]}, upper, upper_errors)
+                                              "intent": state.params["intent"]},
+                                             (*upper[:-1], intent), upper_errors)
     new_state = TrainState(params=keep(new_params, state.params),
                            opt_state=keep(opt_state, state.opt_state),
                            enc_opt_state=keep(enc_opt_state, state.enc_opt_state),

@@ -3,7 +3,8 @@
 Levels, top to bottom (DESIGN.md), with frame rates falling with height:
 
     top   [B, 1, d_top]               clip-level intent (prior N(top_mean, I))
-      | g_top: dense, tiled over the phrase frames
+      | g_top: dense, tiled over the phrase frames ("tiled"), or an MLP of the
+      |        top and a code of each phrase frame's position ("positional")
     z3    [B, F / (r1 r2), d3]        phrase level
       | g3: linear interpolation (x r2), conv (tanh), conv
     z2    [B, F / r1, d2]             event level
@@ -38,6 +39,8 @@ from pcmusic.pc import maps
 
 F0_CENTRE_HZ = 220.0   # heads start predicting this f0 (log2 offset 0)
 AMP_BIAS = -6.0        # and this log amplitude (-52 dB): quiet until learned
+TOP_MAPS = ("tiled", "positional")
+PHRASE_PERIODS = (2, 4, 8, 16, 32)   # phrase frames; sin and cos of each: `phrase_code`
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +68,10 @@ class ModelSpec:
     0.5 * latent_decay * ||z||^2 on z2 and z3 (s.d. 10 at 0.01). Without it nothing fixes
     the latents' offset: it drifted (|z2| ~ 20 after 2500 demo-config steps), saturating
     the tanh that reads z2, which then no longer changed the controls, and the hierarchy
-    collapsed (the same top for every clip).
+    collapsed (the same top for every clip). top_map: "tiled" (default) predicts one z3
+    for every phrase frame of a clip, so a top can only say "this held sound" and the
+    course of a melody lives in the z3 residuals; "positional" lets the top predict a
+    different z3 per phrase frame (`phrase_code`), so one top can stand for a melody.
     """
 
     controls: controls_lib.ControlSpec = controls_lib.ControlSpec()
@@ -81,8 +87,11 @@ class ModelSpec:
     weight_by_audibility: bool = True
     audible_db: float = -40.0
     latent_decay: float = 0.01
+    top_map: str = "tiled"
 
     def __post_init__(self):
+        if self.top_map not in TOP_MAPS:
+            raise PcmusicError(f"model.top_map must be one of {TOP_MAPS}; got {self.top_map!r}")
         if len(self.latent_dims) != 3 or len(self.rate_factors) != 2 or len(self.latent_log_precision) != 3:
             raise PcmusicError(f"latent_dims and latent_log_precision need 3 entries (z2, z3, top) and "
                                f"rate_factors 2; got {self.latent_dims}, {self.latent_log_precision}, "
@@ -128,6 +137,21 @@ def upsample_linear(x: jax.Array, factor: int) -> jax.Array:
     return x[:, lo, :] * (1.0 - frac) + x[:, hi, :] * frac
 
 
+def phrase_code(n_phrase_frames: int) -> np.ndarray:
+    """Position code of the phrase frames of a clip: float32 `[1, n, 2 * len(PHRASE_PERIODS)]`,
+    sin and cos of 2 pi k / P for frame k and each period P (in phrase frames, ~8 Hz by
+    default). Periodic, so a clip longer than any met in training repeats its phrase."""
+    k = np.arange(n_phrase_frames, dtype=np.float64)[:, None] / np.asarray(PHRASE_PERIODS)
+    code = np.concatenate([np.sin(2 * np.pi * k), np.cos(2 * np.pi * k)], axis=-1)
+    return code[None].astype(np.float32)
+
+
+def _with_phrase_code(x: jax.Array) -> jax.Array:
+    """`[B, n, C]` -> `[B, n, C + 2 * len(PHRASE_PERIODS)]`: each frame with its position code."""
+    code = jnp.asarray(phrase_code(x.shape[1]))
+    return jnp.concatenate([x, jnp.broadcast_to(code, (x.shape[0], *code.shape[1:]))], axis=-1)
+
+
 def _generative_maps(spec: ModelSpec, n_frames: int):
     """(g2, g3, g_top) for a clip of `n_frames` control frames.
 
@@ -142,7 +166,12 @@ def _generative_maps(spec: ModelSpec, n_frames: int):
     heads = {name: maps.dense(spec.hidden, n) for name, n in _control_heads(spec).items()}
     trunk3 = maps.compose(maps.conv1d(d3, spec.hidden, kernel_size=spec.kernel_size, activation=jnp.tanh),
                           maps.conv1d(spec.hidden, d2, kernel_size=spec.kernel_size))
-    top = maps.dense(dt, d3)
+    n_code = 2 * len(PHRASE_PERIODS)
+    if spec.top_map == "tiled":
+        top = maps.dense(dt, d3)
+    else:
+        top = maps.compose(maps.dense(dt + n_code, spec.hidden, activation=jnp.tanh),
+                           maps.dense(spec.hidden, d3))
 
     def g2(p, z2):
         h = trunk2.apply(p["trunk"], z2)                       # [B, F / r1, hidden]
@@ -160,7 +189,10 @@ def _generative_maps(spec: ModelSpec, n_frames: int):
         return trunk3.apply(p, upsample_linear(z3, r2))
 
     def g_top(p, t):
-        return jnp.broadcast_to(top.apply(p, t), (t.shape[0], n_top_frames, d3))
+        if spec.top_map == "tiled":
+            return jnp.broadcast_to(top.apply(p, t), (t.shape[0], n_top_frames, d3))
+        tiled = jnp.broadcast_to(t, (t.shape[0], n_top_frames, dt))
+        return top.apply(p, _with_phrase_code(tiled))
 
     def init(key):
         k = jax.random.split(key, 4 + len(heads))
@@ -208,8 +240,13 @@ def _encoder_maps(spec: ModelSpec, n_features: int):
                       maps.pointwise(lambda x: _pool(x, r1)), maps.dense(spec.hidden, d2))
     e3 = maps.compose(maps.conv1d(d2, spec.hidden, kernel_size=spec.kernel_size, activation=jnp.tanh),
                       maps.pointwise(lambda x: _pool(x, r2)), maps.dense(spec.hidden, d3))
-    et = maps.compose(maps.pointwise(lambda x: jnp.mean(x, axis=1, keepdims=True)),
-                      maps.dense(d3, dt))
+    mean = maps.pointwise(lambda x: jnp.mean(x, axis=1, keepdims=True))
+    if spec.top_map == "tiled":
+        et = maps.compose(mean, maps.dense(d3, dt))
+    else:   # where in the phrase each z3 frame lies, so the guess can tell melodies apart
+        et = maps.compose(maps.pointwise(_with_phrase_code),
+                          maps.dense(d3 + 2 * len(PHRASE_PERIODS), spec.hidden, activation=jnp.tanh),
+                          mean, maps.dense(spec.hidden, dt))
     return (e2, e3, et)
 
 

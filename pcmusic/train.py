@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
@@ -88,7 +89,8 @@ def make_step(config: Config, mesh: jax.sharding.Mesh):
     batch = NamedSharding(mesh, PartitionSpec("data"))
     step = functools.partial(learn.train_step, spec=config.model, inference=config.inference,
                              optimizer=opt, encoder_optimizer=enc_opt,
-                             topdown_weight=config.train.topdown_weight)
+                             topdown_weight=config.train.topdown_weight,
+                             intent_shoot_steps=config.train.intent_shoot_steps)
     return jax.jit(step, in_shardings=(replicated, batch), out_shardings=(replicated, replicated))
 
 
@@ -206,18 +208,37 @@ class _Data:
         if self.folder is not None:
             self.folder.seek(position["folder"])
 
-    def eval_batches(self) -> list[np.ndarray]:
-        """ceil(n_eval / batch_size) batches. Synthetic: drawn from a key training never
-        uses (held out). Folder: evenly spaced segments of the same folder (it has no
-        split, so this measures fit, not generalisation)."""
+    def eval_batches(self, n_clips: int | None = None, *, salt: int = 0) -> list[np.ndarray]:
+        """ceil(n_clips / batch_size) batches (n_clips: train.n_eval). Synthetic: drawn
+        from a key training never uses (held out; `salt` picks another such key). Folder:
+        evenly spaced segments of the same folder (it has no split, so this measures
+        fit, not generalisation). Neither moves the training stream."""
         b = self.config.train.batch_size
-        n_batches = -(-self.config.train.n_eval // b)
+        n_batches = -(-(self.config.train.n_eval if n_clips is None else n_clips) // b)
         if self.folder is None:
             from pcmusic.data import batch_at
-            return [np.asarray(batch_at(self._eval_key, i, self.spec).audio) for i in range(n_batches)]
+            key = jax.random.fold_in(self._eval_key, salt) if salt else self._eval_key
+            return [np.asarray(batch_at(key, i, self.spec).audio) for i in range(n_batches)]
         ids = np.linspace(0, self.folder.n_segments - 1, n_batches * b).round().astype(int)
         clips = np.stack([self.folder.segment(int(i))[0] for i in ids])
         return list(clips.reshape(n_batches, b, -1))
+
+
+def _refresh_bank(config: Config, state: learn.TrainState, batches: list) -> learn.TrainState:
+    """`state` whose intent bank holds only the intents of `batches` under its final params.
+
+    The ring buffer holds intents found with the params of the last few hundred clips'
+    steps; where pitch is encoded finely in the top, even a few steps of learning move
+    what an old intent decodes to (measured: a 5-TET model's banked intents decoded at
+    chance on its lattice, fresh ones at 5x), so a run ends by re-banking fresh ones.
+    Clips whose inference diverged are left out. The bank never enters the losses."""
+    fn = jax.jit(functools.partial(learn.intents_of_batch, spec=config.model, inference=config.inference,
+                                   intent_shoot_steps=config.train.intent_shoot_steps))
+    tops = np.concatenate([np.asarray(fn(state.params, b)) for b in batches])
+    tops = tops[np.all(np.isfinite(tops), axis=-1)][:config.train.bank_refresh_clips]
+    intent = state.params["intent"]
+    fresh = intents._write_bank(jnp.zeros_like(intent["bank"]), jnp.int32(0), jnp.asarray(tops))
+    return state._replace(params=dict(state.params, intent=dict(intent, **fresh)))
 
 
 def _samples(config: Config, state: learn.TrainState, directory: Path, key: jax.Array) -> None:
@@ -313,6 +334,9 @@ def train(config: Config, workdir: str | Path, *, devices=None, progress: bool =
                              jax.random.fold_in(sample_key, done))
                 except PcmusicError as err:  # a failed sample must not end the training run
                     bar.write(f"step {done}: samples not written: {err}")
+            if done == t.n_steps and t.bank_refresh_clips:
+                state = _refresh_bank(config, state, [put(b) for b in data.eval_batches(
+                    t.bank_refresh_clips, salt=1)])
             if due(t.ckpt_every) or done == t.n_steps:
                 ckpt.save(done, state=state, config=config,
                           metrics={"train": metrics, "eval": evaluation},

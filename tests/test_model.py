@@ -147,3 +147,44 @@ def test_topdown_energy_scores_the_controls_against_the_tops_whole_prediction(mo
     assert float(jnp.sum(jnp.abs(jax.tree.leaves(grads["maps"][2])[0]))) > 0      # g_top
     assert all(float(jnp.max(jnp.abs(g))) == 0 for g in jax.tree.leaves(grads["log_precision"]))
     assert float(jnp.max(jnp.abs(grads["top_mean"]))) == 0
+
+
+def test_positional_top_map_predicts_a_course_over_the_phrase_and_the_encoder_hears_order():
+    """top_map="positional": one top predicts a z3 that changes from phrase frame to
+    phrase frame (the tiled map repeats one vector), the prediction is differentiable
+    in the top, the encoder's guess of the top tells a phrase from its time reversal
+    (mean pooling cannot), and shooting recovers a top from its prediction."""
+    tiled = SPEC.bind(M.init_model(jax.random.key(0), SPEC).params)
+    spec = dataclasses.replace(SPEC, top_map="positional")
+    b = M.init_model(jax.random.key(0), spec).bind()
+    top = jax.random.normal(jax.random.key(1), (2, 1, 4))
+    z3_tiled, z3 = tiled.predict_down(top, 64)[2], b.predict_down(top, 64)[2]
+    assert z3.shape == z3_tiled.shape == (2, 4, 8)
+    assert float(jnp.max(jnp.std(z3_tiled, axis=1))) < 1e-6
+    assert float(jnp.min(jnp.max(jnp.std(z3, axis=1), axis=-1))) > 1e-3
+    grad = jax.grad(lambda t: jnp.sum(b.predict_down(t, 64)[0]["log2_f0"]))(top)
+    assert np.all(np.isfinite(np.asarray(grad))) and float(jnp.max(jnp.abs(grad))) > 0
+    for model, differs in ((tiled, False), (b, True)):   # the encoder's last map: z3 -> top
+        guess = lambda z, m=model: m.encoder().maps[2](m.params["encoder"][2], z)  # noqa: E731
+        d = float(jnp.max(jnp.abs(guess(z3) - guess(jnp.flip(z3, axis=1)))))
+        assert (d > 1e-3) if differs else (d < 1e-5), d
+    c, z2_true, z3_true, _ = b.predict_down(top, 64)
+    shot = b.init_upper(c, n_steps=300, learning_rate=0.03)
+    assert float(b.upper_energy(c, shot)[0]) <= float(b.upper_energy(c, (z2_true, z3_true, top))[0]) + 1.0
+    with pytest.raises(PcmusicError, match="top_map"):
+        M.ModelSpec(top_map="attention")
+
+
+def test_intent_of_shoots_the_top_that_predicts_the_settled_controls(model):
+    """learn.intent_of: 0 steps keeps the settled top; n steps move a displaced top back
+    to one whose whole top-down prediction fits the controls (top-down energy far below
+    the displaced top's, near the true top's zero)."""
+    from pcmusic import learn
+    b = model.bind()
+    truth = jax.random.normal(jax.random.key(5), (3, 1, 4))
+    c = b.predict_down(truth, 32)[0]
+    displaced = truth + 0.5 * jax.random.normal(jax.random.key(6), truth.shape)
+    assert learn.intent_of(b, c, displaced, n_steps=0, learning_rate=0.03) is displaced
+    shot = learn.intent_of(b, c, displaced, n_steps=300, learning_rate=0.03)
+    before, after = float(learn.topdown_energy(b, c, displaced)), float(learn.topdown_energy(b, c, shot))
+    assert shot.shape == truth.shape and after < 0.2 * before, (before, after)

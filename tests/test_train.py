@@ -13,10 +13,11 @@ import tempfile
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pcmusic import checkpoint, config, demo, intents, outputs, train
+from pcmusic import checkpoint, config, demo, intents, learn, outputs, train
 from pcmusic.errors import CheckpointError, ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -135,10 +136,15 @@ def test_load_model_restores_the_trained_params_on_one_device(tiny_run):
     for a, b in zip(saved, restored):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
         assert b.sharding.device_set == {jax.local_devices()[0]}
-    # the settled tops of its 8 steps x 8 clips are banked for sampling (pcmusic.intents)
+    # the run ends by banking the intents of 16 held-out clips under its final params
     bank = np.asarray(intents.bank_of(model.params))
-    assert int(model.params["intent"]["bank_count"]) == 64 and bank.shape == (64, 8)
+    assert int(model.params["intent"]["bank_count"]) == 16 and bank.shape == (16, 8)
     assert np.all(np.isfinite(bank)) and np.all(np.std(bank, axis=0) > 0)
+    batches = train._Data(cfg).eval_batches(16, salt=1)
+    fresh = np.concatenate([np.asarray(learn.intents_of_batch(
+        model.params, jnp.asarray(b), spec=cfg.model, inference=cfg.inference,
+        intent_shoot_steps=cfg.train.intent_shoot_steps)) for b in batches])
+    np.testing.assert_allclose(bank, fresh, atol=0.02)   # trained on 8 devices, re-run on 1
 
 
 def test_a_checkpoint_from_before_the_intent_bank_loads_with_an_empty_one(tiny_run, tmp_path):
@@ -169,7 +175,8 @@ def test_topdown_f0_diagnostic_measures_each_level_and_checks_its_input(tiny_run
     sys.path.insert(0, str(ROOT / "experiments"))
     import topdown_f0
     assert topdown_f0.main(["--ckpt", str(tiny_run), "--n", "8"]) == 0
-    assert "from_top" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "from_top" in out and "from_intent" in out
 
 
 def test_a_diverged_batch_is_counted_and_skipped(tmp_path, monkeypatch):
