@@ -233,7 +233,8 @@ def _refresh_bank(config: Config, state: learn.TrainState, batches: list) -> lea
     chance on its lattice, fresh ones at 5x), so a run ends by re-banking fresh ones.
     Clips whose inference diverged are left out. The bank never enters the losses."""
     fn = jax.jit(functools.partial(learn.intents_of_batch, spec=config.model, inference=config.inference,
-                                   intent_shoot_steps=config.train.intent_shoot_steps))
+                                   intent_shoot_steps=config.train.intent_shoot_steps),
+                 out_shardings=NamedSharding(batches[0].sharding.mesh, PartitionSpec()))  # every host reads all
     tops = np.concatenate([np.asarray(fn(state.params, b)) for b in batches])
     tops = tops[np.all(np.isfinite(tops), axis=-1)][:config.train.bank_refresh_clips]
     intent = state.params["intent"]

@@ -3,6 +3,7 @@
 Every run here uses configs/tiny.toml's model (the demo's), so one compiled step
 serves them all; JAX's persistent compilation cache carries it into the subprocesses.
 """
+import atexit
 import json
 import os
 import shutil
@@ -22,9 +23,12 @@ from pcmusic.errors import CheckpointError, ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "configs" / "tiny.toml"
-# Shared by this session's processes (and the next session's): a compiled step is ~20 s.
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
-                      str(Path(tempfile.gettempdir()) / f"pcmusic-test-jax-cache-{os.getuid()}"))
+# Shared by this session's processes (a compiled step is ~20 s), not with other sessions:
+# an XLA CPU executable read back from a cache that earlier sessions, of other code, had
+# filled aborted the process once (Fatal Python error in deserialize_executable).
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="pcmusic-test-jax-cache-")
+    atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 train.enable_compilation_cache(os.environ["JAX_COMPILATION_CACHE_DIR"])
 
 
