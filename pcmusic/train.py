@@ -40,6 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.experimental import multihost_utils
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
 from pcmusic import checkpoint, generation, intents, learn, outputs
@@ -224,6 +225,13 @@ class _Data:
         return list(clips.reshape(n_batches, b, -1))
 
 
+# One jitted function for every run in a process: a fresh jax.jit per run missed the
+# in-memory cache and read the program back from the persistent compilation cache, and that
+# read crashed the test process twice (XLA CPU deserialize_executable, in the full suite).
+_intents_of_batch = jax.jit(learn.intents_of_batch, static_argnames=("spec", "inference",
+                                                                      "intent_shoot_steps"))
+
+
 def _refresh_bank(config: Config, state: learn.TrainState, batches: list) -> learn.TrainState:
     """`state` whose intent bank holds only the intents of `batches` under its final params.
 
@@ -232,10 +240,10 @@ def _refresh_bank(config: Config, state: learn.TrainState, batches: list) -> lea
     what an old intent decodes to (measured: a 5-TET model's banked intents decoded at
     chance on its lattice, fresh ones at 5x), so a run ends by re-banking fresh ones.
     Clips whose inference diverged are left out. The bank never enters the losses."""
-    fn = jax.jit(functools.partial(learn.intents_of_batch, spec=config.model, inference=config.inference,
-                                   intent_shoot_steps=config.train.intent_shoot_steps),
-                 out_shardings=NamedSharding(batches[0].sharding.mesh, PartitionSpec()))  # every host reads all
-    tops = np.concatenate([np.asarray(fn(state.params, b)) for b in batches])
+    fn = functools.partial(_intents_of_batch, spec=config.model, inference=config.inference,
+                           intent_shoot_steps=config.train.intent_shoot_steps)
+    tops = np.concatenate([np.asarray(multihost_utils.process_allgather(fn(state.params, b), tiled=True))
+                           for b in batches])
     tops = tops[np.all(np.isfinite(tops), axis=-1)][:config.train.bank_refresh_clips]
     intent = state.params["intent"]
     fresh = intents._write_bank(jnp.zeros_like(intent["bank"]), jnp.int32(0), jnp.asarray(tops))
