@@ -88,7 +88,7 @@ class TrainConfig:
     map best reproduces the settled controls, which is what generation renders; 0: the
     settled top itself. bank_refresh_clips: at the end of a run the intent bank is
     replaced by the intents of this many held-out clips under the final params
-    (`pcmusic.train._refresh_bank`; 0: keep the training ring buffer).
+    (`pcmusic.rebank`; 0: keep the training ring buffer).
     """
     seed: int = 0
     n_steps: int = 1000

@@ -91,6 +91,13 @@ def _write_bank(bank: jax.Array, count: jax.Array, tops: jax.Array) -> dict:
     return {"bank": bank.at[index].set(tops[skipped:].astype(bank.dtype)), "bank_count": count + n}
 
 
+def replace_bank(intent: dict, tops) -> dict:
+    """The "intent" params with the bank holding only `tops` `[n, d_top]` (the last
+    BANK_SIZE of them where n is larger)."""
+    tops = jnp.asarray(tops, jnp.float32)
+    return dict(intent, **_write_bank(jnp.zeros_like(intent["bank"]), jnp.int32(0), tops))
+
+
 def bank_of(params: dict) -> jax.Array | None:
     """The settled tops `[n, d_top]` kept in training (most recent BANK_SIZE), or None
     for params without a bank or with fewer than MIN_BANK written (host-side: not jit-safe)."""

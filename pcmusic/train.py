@@ -37,13 +37,11 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.experimental import multihost_utils
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
-from pcmusic import checkpoint, generation, intents, learn, outputs
+from pcmusic import checkpoint, generation, intents, learn, outputs, rebank
 from pcmusic.config import (SCHEDULE_KEYS, Config, config_diff, config_from_dict, config_to_toml,
                             flatten_config)
 from pcmusic.errors import CheckpointError, ConfigError, PcmusicError
@@ -225,31 +223,6 @@ class _Data:
         return list(clips.reshape(n_batches, b, -1))
 
 
-# One jitted function for every run in a process: a fresh jax.jit per run missed the
-# in-memory cache and read the program back from the persistent compilation cache, and that
-# read crashed the test process twice (XLA CPU deserialize_executable, in the full suite).
-_intents_of_batch = jax.jit(learn.intents_of_batch, static_argnames=("spec", "inference",
-                                                                      "intent_shoot_steps"))
-
-
-def _refresh_bank(config: Config, state: learn.TrainState, batches: list) -> learn.TrainState:
-    """`state` whose intent bank holds only the intents of `batches` under its final params.
-
-    The ring buffer holds intents found with the params of the last few hundred clips'
-    steps; where pitch is encoded finely in the top, even a few steps of learning move
-    what an old intent decodes to (measured: a 5-TET model's banked intents decoded at
-    chance on its lattice, fresh ones at 5x), so a run ends by re-banking fresh ones.
-    Clips whose inference diverged are left out. The bank never enters the losses."""
-    fn = functools.partial(_intents_of_batch, spec=config.model, inference=config.inference,
-                           intent_shoot_steps=config.train.intent_shoot_steps)
-    tops = np.concatenate([np.asarray(multihost_utils.process_allgather(fn(state.params, b), tiled=True))
-                           for b in batches])
-    tops = tops[np.all(np.isfinite(tops), axis=-1)][:config.train.bank_refresh_clips]
-    intent = state.params["intent"]
-    fresh = intents._write_bank(jnp.zeros_like(intent["bank"]), jnp.int32(0), jnp.asarray(tops))
-    return state._replace(params=dict(state.params, intent=dict(intent, **fresh)))
-
-
 def _samples(config: Config, state: learn.TrainState, directory: Path, key: jax.Array) -> None:
     t = config.train
     sounds, trace = generation.generate(learn.model_of(state, config.model), key, n=t.n_samples,
@@ -344,8 +317,10 @@ def train(config: Config, workdir: str | Path, *, devices=None, progress: bool =
                 except PcmusicError as err:  # a failed sample must not end the training run
                     bar.write(f"step {done}: samples not written: {err}")
             if done == t.n_steps and t.bank_refresh_clips:
-                state = _refresh_bank(config, state, [put(b) for b in data.eval_batches(
-                    t.bank_refresh_clips, salt=1)])
+                state = state._replace(params=rebank.rebank(
+                    state.params, [put(b) for b in data.eval_batches(t.bank_refresh_clips, salt=1)],
+                    spec=config.model, inference=config.inference,
+                    intent_shoot_steps=t.intent_shoot_steps, n_clips=t.bank_refresh_clips))
             if due(t.ckpt_every) or done == t.n_steps:
                 ckpt.save(done, state=state, config=config,
                           metrics={"train": metrics, "eval": evaluation},

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pcmusic import checkpoint, config, demo, intents, learn, outputs, train
+from pcmusic import checkpoint, config, demo, intents, outputs, rebank, train
 from pcmusic.errors import CheckpointError, ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -148,9 +148,10 @@ def test_load_model_restores_the_trained_params_on_one_device(tiny_run):
     # the final params
     cfg = tiny_config("train.bank_refresh_clips=16")
     batches = [jnp.asarray(b) for b in train._Data(cfg).eval_batches(16, salt=1)]
-    state = learn.TrainState(params=model.params, opt_state=None, enc_opt_state=None, step=8, key=None)
-    fresh_bank = np.asarray(intents.bank_of(train._refresh_bank(cfg, state, batches).params))
-    fresh = np.concatenate([np.asarray(train._intents_of_batch(
+    params = rebank.rebank(model.params, batches, spec=cfg.model, inference=cfg.inference,
+                           intent_shoot_steps=cfg.train.intent_shoot_steps, n_clips=16)
+    fresh_bank = np.asarray(intents.bank_of(params))
+    fresh = np.concatenate([np.asarray(rebank.intents_of_batch(
         model.params, b, spec=cfg.model, inference=cfg.inference,
         intent_shoot_steps=cfg.train.intent_shoot_steps)) for b in batches])
     assert fresh_bank.shape == (16, 8)
