@@ -17,7 +17,11 @@ free energy
             + prior(c - g2(z2)) + top-down errors(c, z2, z3 | intent)
 
 in b (perception: infer what it heard) and in a (action: change the sound so what
-is heard matches what is intended). The structural prior scores the beliefs'
+is heard matches what is intended). phi_r(synth(c)) is an efference copy: the model
+predicts its own render with the noise it drew, so it is surprised only by what hearing
+did. The steps run in residual coordinates (each level's departure from its top-down
+prediction, `RefineSpec.coordinates`), where F's minimum, the top-down mean, is reached
+in tens of steps; in the beliefs themselves the chain is stiff. The structural prior scores the beliefs'
 departure from the top-down prediction (`RefineSpec.structural_prior`), and F leaves
 out the constant -0.5 log pi terms, so F >= 0 (0 for a sound that is exactly what
 the intent predicts, up to the weak prior of `ModelSpec.latent_decay`). The noise of
@@ -38,7 +42,8 @@ import numpy as np
 import optax
 
 from pcmusic import controls as controls_lib
-from pcmusic import intents, pc, perception, priors, sensory
+from pcmusic import intents, pc, perception, priors, sensory, topdown
+from pcmusic.topdown import sample_down  # noqa: F401 -- public here too
 from pcmusic.errors import PcmusicError
 
 
@@ -72,22 +77,38 @@ class Hearing:
 class RefineSpec:
     """Adam step sizes for beliefs (as perception's InferenceSpec) and the action.
 
+    coordinates: what the steps move. "residual" (default): each level's departure from
+    its top-down prediction, z3 = g(intent) + u3 / sqrt(pi3), z2 = g3(z3) + u2 / sqrt(pi2),
+    c = g2(z2) + e_c, a = c + e_a, and moving u2 carries c and a with it. The whitened
+    residuals u take plain gradient steps of size lr_latent: their own levels' terms
+    are 0.5 ||u||^2, whose gradient is u, so each step removes that fraction of a
+    residual no error below it defends, whatever its scale (Adam would move every unit
+    by about lr_latent a step, too slowly for large residuals, and jitter small ones).
+    "direct": Adam steps of lr_latent on z2 and z3 (0.001 suits them).
+    "direct": the beliefs and action themselves, where the chain is stiff (moving z2 opens
+    an error at the precise control level that c, held by what is heard, closes step by
+    step): measured on a trained model, 40 direct steps left an ancestral sample's f0 ~90
+    cents from the top-down mean where residual steps bring it to ~20. F is the same.
+    efference: True (default) predicts the model's own render with the noise it drew
+    (`pcmusic.sensory.sensory_energy`'s noise_key): what it hears of its own sound
+    differs from its prediction only by what hearing does; False predicts the noise in
+    expectation, and the realisation's random spectral fluctuations then give F a rough
+    floor that steps descend by moving pitch around.
+
     motor_precision scales the proprioceptive term 0.5 * pi_c * ||a - c||^2 that ties
     the action a to the believed controls c (pi_c: the model's control-level
     precisions). It lets the action follow a belief across the non-convex spectral
-    landscape, e.g. back towards the intended pitch, while the sensory term makes
-    it compensate for what hearing does to the sound. The f0 and latent steps are
-    small because Adam's first steps are sign-like: every frame's f0 and every latent
-    unit moving by the full step roughens the prediction (the latents' spread in a
-    trained model is ~0.1, see `pcmusic.intents`), so a too-large step is rejected and
-    retried smaller (F never rises) and progress is slow; the steps also ramp up
-    linearly over warmup_steps. blur: initial spectral blur as in
-    perception (0: none, so F is one fixed function of the state; a blur that fades
-    makes F change under a still state). structural_prior: see `_prior_energy`."""
+    landscape while the sensory term makes it compensate for what hearing does to the
+    sound. The f0 steps are small because Adam's first steps are sign-like: every
+    frame's f0 moving by the full step roughens the prediction, so a too-large step is
+    rejected and retried smaller (F never rises); the steps ramp up linearly over
+    warmup_steps. blur: initial spectral blur as in perception (0: none, so F is one
+    fixed function of the state; a blur that fades makes F change under a still
+    state). structural_prior: see `_prior_energy`."""
 
     lr_f0: float = 0.0002
     lr_amp: float = 0.02
-    lr_latent: float = 0.001
+    lr_latent: float = 0.2
     lr_action_f0: float = 0.0002
     lr_action_amp: float = 0.02
     sensory_precision: float = 0.01
@@ -95,11 +116,16 @@ class RefineSpec:
     blur: float = 0.0
     structural_prior: str = "residual"
     warmup_steps: int = 10
+    coordinates: str = "residual"
+    efference: bool = True
 
     def __post_init__(self):
         if self.structural_prior not in ("residual", "controls", "none"):
             raise PcmusicError(f"RefineSpec.structural_prior must be 'residual', 'controls' or 'none'; "
                                f"got {self.structural_prior!r}")
+        if self.coordinates not in ("residual", "direct"):
+            raise PcmusicError(f"RefineSpec.coordinates must be 'residual' or 'direct'; "
+                               f"got {self.coordinates!r}")
 
 
 def _prior_energy(c: dict, departure: dict, spec, refine: RefineSpec) -> jax.Array:
@@ -148,9 +174,16 @@ def sample_intent(model, key: jax.Array, n: int) -> jax.Array:
 def _group_optimizer(spec: RefineSpec, labels: list) -> optax.GradientTransformation:
     groups = {"f0": spec.lr_f0, "amp": spec.lr_amp, "latent": spec.lr_latent,
               "act_f0": spec.lr_action_f0, "act_amp": spec.lr_action_amp}
-    def adam(lr):   # a linear warm-up: Adam's first steps are sign-like, full-size in every unit
-        return optax.adam(optax.linear_schedule(0.0, lr, spec.warmup_steps) if spec.warmup_steps else lr)
-    return optax.multi_transform({g: adam(lr) for g, lr in groups.items()}, labels)
+    def adam(lr):   # a linear warm-up: Adam's first steps are sign-like, full-size in every unit.
+        # It starts above 0: a step of size 0 can score an ulp above the state it leaves (the
+        # proposal's energy is computed by another program), be rejected, and as a rejected
+        # step does not advance the schedule, every later one would be of size 0 too.
+        n = spec.warmup_steps
+        return optax.adam(optax.linear_schedule(lr / (n + 1), lr, n) if n else lr)
+    transforms = {g: adam(lr) for g, lr in groups.items()}
+    if spec.coordinates == "residual":   # whitened residuals: their own term's gradient is u itself
+        transforms["latent"] = optax.sgd(spec.lr_latent)
+    return optax.multi_transform(transforms, labels)
 
 
 def _labels(state: dict) -> list:
@@ -160,32 +193,6 @@ def _labels(state: dict) -> list:
             "beliefs": {"controls": control_labels(state["beliefs"]["controls"], ""),
                         "upper": jax.tree.map(lambda _: "latent", state["beliefs"]["upper"])}}
     return jax.tree.leaves(tree)
-
-
-def sample_down(model, intent: jax.Array, key: jax.Array, *, n_frames: int,
-                temperature: float) -> tuple:
-    """Ancestral sample of (controls, z2, z3) below a clamped intent `[B, 1, d_top]`.
-
-    The latent levels are drawn from Gaussians around their predictions,
-    z_l ~ N(g_l(z_{l+1}), temperature^2 s_l^2), where s_l is the residual s.d. the
-    model met in training (`pcmusic.intents`; 1/sqrt(pi_l) for params without
-    it); temperature 0 is the top-down mean. The controls are the mean prediction
-    g2(z2): their fine structure in time and across partials is the structural
-    prior's (pcmusic.priors), which white noise per frame would violate.
-    """
-    hierarchy = model.hierarchy(n_frames)
-    pcp = model.params["pc"]
-    scales = intents.residual_scales(model.params)
-    levels = [intent]
-    keys = jax.random.split(key, hierarchy.n_levels - 1)
-    for level in range(hierarchy.n_levels - 2, -1, -1):
-        mean = hierarchy.maps[level](pcp["maps"][level], levels[0])
-        leaves, treedef = jax.tree.flatten(mean)
-        leaf_keys = jax.random.split(keys[level], len(leaves))
-        scale = jnp.float32(temperature) * scales[level - 1] if level > 0 else jnp.float32(0.0)
-        drawn = [m + scale * jax.random.normal(k, m.shape, m.dtype) for m, k in zip(leaves, leaf_keys)]
-        levels.insert(0, treedef.unflatten(drawn))
-    return tuple(levels[:-1])
 
 
 def _generate_one(params, intent, key, *, spec, n_frames, refine_steps, hearing, refine, temperature):
@@ -207,7 +214,8 @@ def _generate_one(params, intent, key, *, spec, n_frames, refine_steps, hearing,
         c = state["beliefs"]["controls"]
         e_sens, errors = sensory.sensory_energy(
             c, sensory.observe(x, sspec), blur0 * sensory.blur_fade(step, refine_steps),
-            cspec=cspec, sspec=sspec, precision=refine.sensory_precision)
+            cspec=cspec, sspec=sspec, precision=refine.sensory_precision,
+            noise_key=k_noise if refine.efference else None)
         e_sens = jnp.sum(e_sens)
         e_up, aux = model.upper_energy(c, (*state["beliefs"]["upper"], intent), step=step, log_det=False)
         e_prior = jnp.sum(_prior_energy(c, aux["errors"][0], spec, refine))
@@ -219,16 +227,25 @@ def _generate_one(params, intent, key, *, spec, n_frames, refine_steps, hearing,
         energies = jnp.stack([e_sens + e_motor, e_prior + aux["energies"][0], *aux["energies"][1:]])
         return jnp.sum(energies), {"energies": energies, "errors": (errors, *aux["errors"])}
 
-    state = {"action": c0, "beliefs": {"controls": c0, "upper": (z2, z3)}}
+    if refine.coordinates == "residual":
+        energy_direct = energy_fn
+        coords0, to_direct = topdown.residual_coordinates(model, intent, c0, z2, z3)
+
+        def energy_fn(coords, step):   # noqa: F811 -- the same F, in residual coordinates
+            return energy_direct(to_direct(coords), step)
+        state = coords0
+    else:
+        to_direct = lambda s: s  # noqa: E731
+        state = {"action": c0, "beliefs": {"controls": c0, "upper": (z2, z3)}}
     unrefined, _ = heard(c0)
     if refine_steps == 0:
         e, aux = energy_fn(state, jnp.int32(0))
         return unrefined, unrefined, c0, e[None], aux["energies"][None], jnp.bool_(False)
     result = pc.monotone_descent(energy_fn, state, n_steps=refine_steps,
                                  optimizer=_group_optimizer(refine, _labels(state)))
-    audio, _ = heard(result.latents["action"])
-    return (audio, unrefined, result.latents["action"], result.energy_history, result.terms,
-            result.diverged)
+    action = to_direct(result.latents)["action"]
+    audio, _ = heard(action)
+    return audio, unrefined, action, result.energy_history, result.terms, result.diverged
 
 
 @functools.partial(jax.jit, static_argnames=("spec", "n_frames", "refine_steps", "hearing", "refine",

@@ -138,11 +138,17 @@ def blur_fade(step: jax.Array, n_steps: int) -> jax.Array:
 
 
 def sensory_energy(controls: dict, observed: tuple, blur_hz: jax.Array, *, cspec, sspec,
-                   precision: float) -> tuple[jax.Array, tuple]:
+                   precision: float, noise_key: jax.Array | None = None) -> tuple[jax.Array, tuple]:
     """Per-sample sensory energy `[B]` and the (unblurred) errors phi(x) - phi(synth(c)):
     `observed` is `observe(x)`, blurred by `blur_hz` `[B]` before weighting; perception,
-    generation's refinement and the probe's replay share it."""
-    predicted = predict(controls, cspec, sspec)
+    generation's refinement and the probe's replay share it. noise_key: None predicts the
+    noise part in expectation (`predict`, for sound from elsewhere); a key predicts the
+    render of the controls with that noise drawn (an efference copy, for sound the model
+    made itself with that key: its own noise is no surprise)."""
+    if noise_key is None:
+        predicted = predict(controls, cspec, sspec)
+    else:
+        predicted = observe(controls_lib.render(controls, cspec, key=noise_key), sspec)
     errors = tuple(o - p for o, p in zip(observed, predicted))
     blurred = jax.vmap(lambda e, b: blur(e, b, sspec))(errors, blur_hz)
     return precision * weighted_square_error(blurred, sspec, cspec.hop), errors

@@ -57,6 +57,44 @@ def test_generation_refinement_lowers_the_energy_and_is_deterministic(model):
     np.testing.assert_array_equal(audio, again)
 
 
+def test_refinement_pulls_an_ancestral_sample_back_towards_its_intent(model):
+    """F's minimum under a clamped intent is the top-down mean (every residual 0; the
+    efference copy makes the model's own render no surprise), so refinement must move a
+    temperature-1 sample's controls towards the temperature-0 ones. In the direct
+    coordinates the stiff chain z2 -> c -> action barely moves in as many steps."""
+    intent = jax.random.normal(jax.random.key(6), (3, 1, 4))
+    kw = dict(intent=intent, seconds=0.2)
+    _, mean = G.generate(model, jax.random.key(7), refine_steps=0, temperature=0.0, **kw)
+    _, unrefined = G.generate(model, jax.random.key(7), refine_steps=0, temperature=1.0, **kw)
+    _, refined = G.generate(model, jax.random.key(7), refine_steps=30, temperature=1.0, **kw)
+    _, direct = G.generate(model, jax.random.key(7), refine_steps=30, temperature=1.0,
+                           refine=G.RefineSpec(coordinates="direct", lr_latent=0.001), **kw)
+
+    def distance(trace):   # per sample, f0 (log2) and partial amplitudes (log) from the mean's
+        return sum(np.sqrt(np.mean((trace.controls[k] - mean.controls[k]) ** 2,
+                                   axis=tuple(range(1, mean.controls[k].ndim))))
+                   for k in ("log2_f0", "log_amp"))
+    assert np.all(distance(unrefined) > 0.01)
+    assert np.all(distance(refined) < 0.5 * distance(unrefined))
+    assert np.all(distance(direct) > 0.8 * distance(unrefined))
+    np.testing.assert_allclose(refined.energy[:, 0], direct.energy[:, 0], rtol=1e-5)  # one F
+    assert np.all(refined.energies[:, 0, 0] < 1e-6)     # the model's own render: no sensory error
+    with pytest.raises(PcmusicError, match="coordinates"):
+        G.RefineSpec(coordinates="whitened")
+
+
+def test_refinement_hears_what_hearing_does_to_the_sound(model):
+    """The model's own render heard as is: no sensory error. Heard through a 6 dB cut it
+    no longer matches the believed controls: the sensory error is > 0 and refinement
+    lowers it."""
+    intent = jax.random.normal(jax.random.key(8), (2, 1, 4))
+    kw = dict(intent=intent, seconds=0.2, temperature=0.0)
+    _, clean = G.generate(model, jax.random.key(9), refine_steps=0, **kw)
+    _, cut = G.generate(model, jax.random.key(9), refine_steps=30, hearing=G.Hearing(gain_db=-6.0), **kw)
+    assert np.all(clean.energies[:, 0, 0] < 1e-6) and np.all(cut.energies[:, 0, 0] > 1.0)
+    assert np.all(cut.energies[:, -1, 0] < cut.energies[:, 0, 0] - 0.05)
+
+
 def test_zero_temperature_without_refinement_renders_the_top_down_mean(model):
     intent = jnp.zeros((1, 1, 4))
     audio, trace = G.generate(model, jax.random.key(3), seconds=0.2, refine_steps=0, intent=intent,

@@ -190,6 +190,28 @@ def test_topdown_f0_diagnostic_measures_each_level_and_checks_its_input(tiny_run
     assert "from_top" in out and "from_intent" in out
 
 
+def test_refinement_experiment_compares_the_intents_heard_in_refined_and_unrefined_sounds(
+        tiny_run, tmp_path, capsys):
+    from pcmusic import fidelity
+    from pcmusic.errors import PcmusicError
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import refinement
+    out = tmp_path / "fidelity.json"
+    assert refinement.main(["--ckpt", str(tiny_run), "--n", "8", "--refine", "6", "--json", str(out)]) == 0
+    s = json.loads(out.read_text())
+    assert s["n"] == 8 and s["energy_nonincreasing"] and s["energy_ratio"] < 1.0
+    assert 0.0 <= s["fraction_closer"] <= 1.0 and s["mean_distance_refined"] > 0.0
+    assert "refined perceived closer" in capsys.readouterr().out
+    model, cfg = train.load_model(tiny_run)
+    # what the model hears in a sound is what it would bank for it: the same function as rebank's
+    heard = fidelity.perceived_intents(model, np.asarray(train._Data(cfg).eval_batches(8)[0]),
+                                       inference=cfg.inference, intent_shoot_steps=0)
+    assert heard.shape == (8, cfg.model.latent_dims[-1]) and np.all(np.isfinite(heard))
+    with pytest.raises(PcmusicError, match="n >= 2"):
+        fidelity.refinement_fidelity(model, jax.random.key(0), n=1)
+    assert refinement.main(["--ckpt", str(tmp_path / "nowhere")]) == 2
+
+
 def test_a_diverged_batch_is_counted_and_skipped(tmp_path, monkeypatch):
     batch = train._Data.batch
 
