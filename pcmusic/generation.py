@@ -75,7 +75,7 @@ class Hearing:
 
 @dataclasses.dataclass(frozen=True)
 class RefineSpec:
-    """Adam step sizes for beliefs (as perception's InferenceSpec) and the action.
+    """How refinement steps: step sizes for beliefs (as perception's InferenceSpec) and action.
 
     coordinates: what the steps move. "residual" (default): each level's departure from
     its top-down prediction, z3 = g(intent) + u3 / sqrt(pi3), z2 = g3(z3) + u2 / sqrt(pi2),
@@ -84,11 +84,11 @@ class RefineSpec:
     are 0.5 ||u||^2, whose gradient is u, so each step removes that fraction of a
     residual no error below it defends, whatever its scale (Adam would move every unit
     by about lr_latent a step, too slowly for large residuals, and jitter small ones).
-    "direct": Adam steps of lr_latent on z2 and z3 (0.001 suits them).
-    "direct": the beliefs and action themselves, where the chain is stiff (moving z2 opens
-    an error at the precise control level that c, held by what is heard, closes step by
-    step): measured on a trained model, 40 direct steps left an ancestral sample's f0 ~90
-    cents from the top-down mean where residual steps bring it to ~20. F is the same.
+    "direct": Adam steps (lr_latent 0.001 suits them) on the beliefs and action themselves,
+    where the chain is stiff (moving z2 opens an error at the precise control level that c,
+    held by what is heard, closes step by step): measured on a trained model, 40 direct
+    steps left an ancestral sample's f0 ~90 cents from the top-down mean where residual
+    steps bring it to ~20. F is the same.
     efference: True (default) predicts the model's own render with the noise it drew
     (`pcmusic.sensory.sensory_energy`'s noise_key): what it hears of its own sound
     differs from its prediction only by what hearing does; False predicts the noise in
@@ -98,8 +98,9 @@ class RefineSpec:
     motor_precision scales the proprioceptive term 0.5 * pi_c * ||a - c||^2 that ties
     the action a to the believed controls c (pi_c: the model's control-level
     precisions). It lets the action follow a belief across the non-convex spectral
-    landscape while the sensory term makes it compensate for what hearing does to the
-    sound. The f0 steps are small because Adam's first steps are sign-like: every
+    landscape while the sensory term pulls it to undo what hearing does to the sound
+    (weakly at these precisions: under a 6 dB gain cut the sensory error falls mostly by
+    the beliefs moving, the action's amplitudes barely). The f0 steps are small because Adam's first steps are sign-like: every
     frame's f0 moving by the full step roughens the prediction, so a too-large step is
     rejected and retried smaller (F never rises); the steps ramp up linearly over
     warmup_steps. blur: initial spectral blur as in perception (0: none, so F is one

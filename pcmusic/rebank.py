@@ -15,9 +15,9 @@ from jax.experimental import multihost_utils
 
 from pcmusic import intents, learn
 
-# One jitted function for every run in a process: a fresh jax.jit per run missed the
-# in-memory cache and read the program back from the persistent compilation cache, and that
-# read crashed the test process twice (XLA CPU deserialize_executable, in the full suite).
+# One jitted function for every run in a process: a fresh jax.jit per run compiles (or reads
+# back from the persistent cache) another program, and each program held by a jit cache holds
+# memory mappings (see tests/conftest.py for what too many of them did).
 intents_of_batch = jax.jit(learn.intents_of_batch, static_argnames=("spec", "inference",
                                                                      "intent_shoot_steps"))
 

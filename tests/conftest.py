@@ -4,7 +4,10 @@ Eight fake CPU devices let the data-parallel tests run the same code as on a
 pod slice; strict promotion catches silent float64/int mixing and accidental
 broadcasting of mismatched ranks. `JAX_PLATFORMS=cuda pytest ...` runs them on a GPU.
 """
+import gc
 import os
+
+import pytest
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -18,3 +21,15 @@ import jax  # noqa: E402
 jax.config.update("jax_default_matmul_precision", "highest")
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop every compiled program after each test module. Each XLA CPU executable holds
+    a few memory mappings until its jit cache lets go of it (module-level jits never do),
+    and the whole suite in one process grew past 30,000 of the kernel's default limit of
+    65,530 (vm.max_map_count) by its middle: four CI runs segfaulted late in the suite,
+    inside XLA compiling or loading an executable, which is where a refused mmap lands."""
+    yield
+    jax.clear_caches()
+    gc.collect()

@@ -23,9 +23,8 @@ from pcmusic.errors import CheckpointError, ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "configs" / "tiny.toml"
-# Shared by this session's processes (a compiled step is ~20 s), not with other sessions:
-# an XLA CPU executable read back from a cache that earlier sessions, of other code, had
-# filled aborted the process once (Fatal Python error in deserialize_executable).
+# Shared by this session's processes (a compiled step is ~20 s), not with other sessions,
+# whose programs were compiled from other code.
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="pcmusic-test-jax-cache-")
     atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
