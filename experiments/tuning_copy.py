@@ -54,6 +54,7 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "tuning_co
 # The method itself, smaller: 2 training steps of 8 clips, 16 banked intents, 4 sounds of
 # each kind, a shorter listener.
 QUICK = ["run.train.n_steps=2", "run.train.batch_size=8", "run.train.bank_refresh_clips=16",
+         "run.train.intent_shoot_steps=20",
          "run.train.eval_every=2", "run.train.ckpt_every=2",
          "n_generate=4", "n_corpus=4", "perceive_steps=50"]
 

@@ -63,7 +63,7 @@ def test_refinement_pulls_an_ancestral_sample_back_towards_its_intent(model):
     temperature-1 sample's controls towards the temperature-0 ones. In the direct
     coordinates the stiff chain z2 -> c -> action barely moves in as many steps."""
     intent = jax.random.normal(jax.random.key(6), (3, 1, 4))
-    kw = dict(intent=intent, seconds=0.2)
+    kw = dict(intent=intent, seconds=0.1)
     _, mean = G.generate(model, jax.random.key(7), refine_steps=0, temperature=0.0, **kw)
     _, unrefined = G.generate(model, jax.random.key(7), refine_steps=0, temperature=1.0, **kw)
     _, refined = G.generate(model, jax.random.key(7), refine_steps=30, temperature=1.0, **kw)
@@ -88,7 +88,7 @@ def test_refinement_hears_what_hearing_does_to_the_sound(model):
     no longer matches the believed controls: the sensory error is > 0 and refinement
     lowers it."""
     intent = jax.random.normal(jax.random.key(8), (2, 1, 4))
-    kw = dict(intent=intent, seconds=0.2, temperature=0.0)
+    kw = dict(intent=intent, seconds=0.1, temperature=0.0)
     _, clean = G.generate(model, jax.random.key(9), refine_steps=0, **kw)
     _, cut = G.generate(model, jax.random.key(9), refine_steps=30, hearing=G.Hearing(gain_db=-6.0), **kw)
     assert np.all(clean.energies[:, 0, 0] < 1e-6) and np.all(cut.energies[:, 0, 0] > 1.0)
