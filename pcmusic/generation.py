@@ -228,22 +228,17 @@ def _generate_one(params, intent, key, *, spec, n_frames, refine_steps, hearing,
         energies = jnp.stack([e_sens + e_motor, e_prior + aux["energies"][0], *aux["energies"][1:]])
         return jnp.sum(energies), {"energies": energies, "errors": (errors, *aux["errors"])}
 
-    if refine.coordinates == "residual":
-        energy_direct = energy_fn
-        coords0, to_direct = topdown.residual_coordinates(model, intent, c0, z2, z3)
-
-        def energy_fn(coords, step):   # noqa: F811 -- the same F, in residual coordinates
-            return energy_direct(to_direct(coords), step)
-        state = coords0
+    if refine.coordinates == "residual":   # the same F, descended in residual coordinates
+        state, to_direct = topdown.residual_coordinates(model, intent, c0, z2, z3)
     else:
-        to_direct = lambda s: s  # noqa: E731
         state = {"action": c0, "beliefs": {"controls": c0, "upper": (z2, z3)}}
+        to_direct = lambda s: s  # noqa: E731
     unrefined, _ = heard(c0)
     if refine_steps == 0:
-        e, aux = energy_fn(state, jnp.int32(0))
+        e, aux = energy_fn(to_direct(state), jnp.int32(0))
         return unrefined, unrefined, c0, e[None], aux["energies"][None], jnp.bool_(False)
-    result = pc.monotone_descent(energy_fn, state, n_steps=refine_steps,
-                                 optimizer=_group_optimizer(refine, _labels(state)))
+    result = pc.monotone_descent(lambda s, step: energy_fn(to_direct(s), step), state,
+                                 n_steps=refine_steps, optimizer=_group_optimizer(refine, _labels(state)))
     action = to_direct(result.latents)["action"]
     audio, _ = heard(action)
     return audio, unrefined, action, result.energy_history, result.terms, result.diverged

@@ -26,7 +26,8 @@ import optax
 
 from pcmusic import intents, pc, perception, shooting
 from pcmusic.pc import optim
-from pcmusic.model import AudioModel, ModelSpec, control_features, init_model
+from pcmusic.audio_maps import control_features
+from pcmusic.model import AudioModel, ModelSpec, init_model
 
 
 class TrainState(NamedTuple):

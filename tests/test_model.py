@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from pcmusic import audio_maps
 from pcmusic import controls as C
 from pcmusic import generation as G
 from pcmusic import model as M
@@ -22,7 +23,7 @@ def model():
 
 def test_upsample_linear_reproduces_ramps_and_holds_the_end():
     x = jnp.arange(5, dtype=jnp.float32).reshape(1, 5, 1) * 2.0
-    y = np.asarray(M.upsample_linear(x, 4))[0, :, 0]
+    y = np.asarray(audio_maps.upsample_linear(x, 4))[0, :, 0]
     np.testing.assert_allclose(y[:17], np.arange(17) / 2.0, atol=1e-6)
     np.testing.assert_allclose(y[16:], 8.0)
 
