@@ -5,13 +5,13 @@ The public API (DESIGN.md's contract) is re-exported here and imported lazily, s
 
     pcmusic.perceive(audio, sample_rate, *, model=None, n_voices=1, ...) -> Percept
     pcmusic.perceive_batch(audios, sample_rate, ...) -> list of Percept
-    pcmusic.generate(model, key, *, n, seconds, refine_steps, intent=None) -> (audio, Trace)
+    pcmusic.generate(model, key, *, n, seconds, refine_steps, intent=None, listen=None) -> (audio, Trace)
     pcmusic.probe(audio, sample_rate, *, model=None, stride=10, ...) -> Probe
     pcmusic.load_model(ckpt_dir) -> (AudioModel, Config)
     pcmusic.init_model(key, ModelSpec()) -> AudioModel
 
 Modules: `synth`, `spectral`, `controls`, `sensory`, `encoder`, `priors`, `perception`,
-`model`, `learn`, `generation`, `probing`, `train`, `checkpoint`, `config` (+ `configio`), `audio`, `data`,
+`model`, `learn`, `generation` (+ `listening`, `hearing`, `topdown`, `fidelity`), `probing`, `train`, `checkpoint`, `config` (+ `configio`), `audio`, `data`,
 `pc` (the generic engine) and `creative` (roughness, oddball, curiosity, coevolution).
 """
 import importlib
@@ -22,7 +22,7 @@ _EXPORTS = {
     "perceive": "perception", "perceive_batch": "perception", "Percept": "perception",
     "InferenceSpec": "perception",
     "generate": "generation", "Trace": "generation", "Hearing": "generation",
-    "RefineSpec": "generation",
+    "RefineSpec": "generation", "Listening": "listening",
     "probe": "probing", "Probe": "probing", "save_npz": "probing",
     "AudioModel": "model", "ModelSpec": "model", "init_model": "model",
     "ControlSpec": "controls", "SensorySpec": "sensory", "ControlPrior": "priors",
@@ -30,7 +30,7 @@ _EXPORTS = {
     "Config": "config", "load_config": "config", "default_config": "config",
 }
 _MODULES = ("synth", "spectral", "controls", "sensory", "encoder", "priors", "perception",
-            "model", "learn", "generation", "probing", "freqfit", "checkpoint", "config", "audio", "data",
+            "model", "learn", "generation", "listening", "hearing", "topdown", "fidelity", "probing", "freqfit", "checkpoint", "config", "audio", "data",
             "pc", "creative", "plots", "outputs", "fluid", "errors", "bench", "train", "demo", "cli",
             "configio", "ckpt_leaves")
 

@@ -102,14 +102,16 @@ def _cmd_generate(args: argparse.Namespace) -> None:
         raise PcmusicError(f"{out} already holds {', '.join(clash[:4])}{' ...' if len(clash) > 4 else ''}; "
                            "nothing was written: choose another --out or pass --force")
     model, cfg = train.load_model(args.ckpt)
+    listen = generation.Listening(steps=args.listen, inference=cfg.inference) if args.listen > 0 else None
     sounds, trace = generation.generate(model, jax.random.key(args.seed), n=args.n, seconds=args.seconds,
-                                      refine_steps=args.refine, refine=cfg.refine)
+                                      refine_steps=args.refine, refine=cfg.refine, listen=listen)
     out.mkdir(parents=True, exist_ok=True)
     rate = model.spec.controls.sample_rate
     samples = outputs.write_sounds(out, sounds, trace, rate, overwrite=args.force,
                                    title=f"seed {args.seed}, sample")
     summary = {"checkpoint": str(args.ckpt), "seed": args.seed, "n": args.n, "seconds": args.seconds,
-               "refine_steps": args.refine, "sample_rate": rate, "samples": samples}
+               "refine_steps": args.refine, "listen_steps": args.listen, "sample_rate": rate,
+               "samples": samples}
     outputs.write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     print(f"wrote {args.n} sample(s) to {out}")
 
@@ -162,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=4, help="number of sounds (default 4)")
     p.add_argument("--seconds", type=float, default=1.0, help="length of each (default 1.0)")
     p.add_argument("--refine", type=int, default=50, help="refinement steps (default 50)")
+    p.add_argument("--listen", type=int, default=4,
+                   help="listening steps after refinement: perceive each sound as the run perceives "
+                        "and correct it (default 4; 0: none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="overwrite outputs already in --out")
     p.set_defaults(func=_cmd_generate)

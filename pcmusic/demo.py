@@ -7,9 +7,10 @@ Nothing to download. In `workdir` (default runs/demo):
   2. perceive/   a real instrument note (a clarinet E4 from FluidSynth and a GM
                  soundfont, if installed; else a synthetic note) perceived by the trained
                  network: note.wav, percept.json, pitch_track.png;
-  3. generate/   sounds generated from intents like those met in training, refined by
-                 listening to themselves: sample_i.wav (refined), sample_i_unrefined.wav,
-                 sample_i.png (spectrogram and energy per refinement step);
+  3. generate/   sounds generated from intents like those met in training, refined
+                 (REFINE_STEPS), then listened to with the network's own perception and
+                 corrected (LISTEN_STEPS, `pcmusic.listening`): sample_i.wav,
+                 sample_i_unrefined.wav, sample_i.png (spectrogram, energy per step);
   4. summary.json and a printed list of what is where.
 
 A workdir is used only if it is empty or new; a previous demo's workdir (it holds
@@ -34,7 +35,7 @@ from pcmusic.errors import PcmusicError
 DEMO_MARKER = ".pcmusic-demo"
 DEMO_STEPS = 200            # ~1.5 min of training on a 2-core CPU (0.4 s per step, quiet)
 NOTE_MIDI, NOTE_PROGRAM = 64, "clarinet"    # E4, 329.6 Hz: inside the training range
-N_SOUNDS, SOUND_SECONDS, REFINE_STEPS = 4, 1.0, 50
+N_SOUNDS, SOUND_SECONDS, REFINE_STEPS, LISTEN_STEPS = 4, 1.0, 50, 3
 PERCEIVE_STEPS = 200        # perception settles longer than training's 30 steps
 
 
@@ -112,12 +113,16 @@ def _generate(model, config: Config, out: Path) -> dict:
     from pcmusic import generation, outputs
 
     sounds, trace = generation.generate(model, jax.random.key(0), n=N_SOUNDS, seconds=SOUND_SECONDS,
-                                      refine_steps=REFINE_STEPS, refine=config.refine)
+                                      refine_steps=REFINE_STEPS, refine=config.refine,
+                                      listen=generation.Listening(steps=LISTEN_STEPS,
+                                                                  inference=config.inference))
     records = outputs.write_sounds(out, sounds, trace, config.model.controls.sample_rate,
                                    overwrite=True, title="generated")
     mean = trace.energy.mean(axis=0)
+    heard = trace.listened.energy.mean(axis=0)
     return {"n": N_SOUNDS, "seconds": SOUND_SECONDS, "refine_steps": REFINE_STEPS,
-            "mean_energy_first_last": [float(mean[0]), float(mean[-1])], "samples": records}
+            "listen_steps": LISTEN_STEPS, "mean_energy_first_last": [float(mean[0]), float(mean[-1])],
+            "mean_heard_energy_first_last": [float(heard[0]), float(heard[-1])], "samples": records}
 
 
 def run(workdir: str | Path = "runs/demo", *, force: bool = False, n_steps: int | None = None) -> dict:
@@ -152,5 +157,6 @@ def run(workdir: str | Path = "runs/demo", *, force: bool = False, n_steps: int 
                        {p['note']}: median |f0 error| {err} re {p['nominal_f0_hz']:.1f} Hz
   generated sounds     {dirs['generate']} (sample_i.wav, sample_i_unrefined.wav, sample_i.png)
                        mean energy {g['mean_energy_first_last'][0]:.4g} -> {g['mean_energy_first_last'][1]:.4g} over {REFINE_STEPS} refinement steps
+                       heard energy {g['mean_heard_energy_first_last'][0]:.4g} -> {g['mean_heard_energy_first_last'][1]:.4g} over {LISTEN_STEPS} listening steps
   summary              {workdir / 'summary.json'}""")
     return summary

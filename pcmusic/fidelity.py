@@ -25,7 +25,9 @@ class Fidelity(NamedTuple):
     intent perceived in the refined / unrefined output: `refined`, `unrefined` float
     `[n]`. energy: mean F over the batch per refinement step, `[refine_steps + 1]`.
     intents: the clamped intents `[n, d_top]`; perceived_refined / perceived_unrefined
-    `[n, d_top]`. spread: mean distance of the intents from their mean (a scale)."""
+    `[n, d_top]`. spread: mean distance of the intents from their mean (a scale).
+    listen_energy: mean heard energy over the batch per listening step `[steps + 1]`
+    (`pcmusic.listening`), None without listening; "refined" is then after listening."""
 
     refined: np.ndarray
     unrefined: np.ndarray
@@ -34,6 +36,7 @@ class Fidelity(NamedTuple):
     perceived_refined: np.ndarray
     perceived_unrefined: np.ndarray
     spread: float
+    listen_energy: np.ndarray | None = None
 
     @property
     def fraction_closer(self) -> float:
@@ -55,7 +58,9 @@ class Fidelity(NamedTuple):
                 "mean_distance_refined": float(self.refined.mean()),
                 "mean_distance_unrefined": float(self.unrefined.mean()),
                 "intent_spread": self.spread,
-                "energy_first_last": [float(self.energy[0]), float(self.energy[-1])]}
+                "energy_first_last": [float(self.energy[0]), float(self.energy[-1])],
+                "listen_energy_first_last": None if self.listen_energy is None else
+                [float(self.listen_energy[0]), float(self.listen_energy[-1])]}
 
 
 def perceived_intents(model, audio, *, inference: perception.InferenceSpec,
@@ -79,14 +84,16 @@ def refinement_fidelity(model, key: jax.Array, *, n: int = 32, seconds: float = 
                         refine_steps: int = 40, temperature: float = 1.0,
                         inference: perception.InferenceSpec | None = None,
                         intent_shoot_steps: int = 200, refine: generation.RefineSpec | None = None,
-                        hearing: generation.Hearing | None = None) -> Fidelity:
+                        hearing: generation.Hearing | None = None,
+                        listen: generation.Listening | None = None) -> Fidelity:
     """Generate n sounds of `seconds` from intents sampled as `pcmusic.generate` does,
     refine each for `refine_steps`, and compare the intents perceived in the refined and
     the unrefined outputs with the clamped ones (see the module docstring).
 
     inference: how the model settles what it hears (the run's `[inference]`; default
     InferenceSpec()). intent_shoot_steps: shooting steps of the perceived intent (the
-    run's train.intent_shoot_steps; 0 takes the settled top)."""
+    run's train.intent_shoot_steps; 0 takes the settled top). listen: listening after
+    refinement (`pcmusic.listening.Listening`; None: none)."""
     if n < 2:
         raise PcmusicError(f"refinement_fidelity needs n >= 2 sounds to compare; got n={n}")
     inference = inference or perception.InferenceSpec()
@@ -94,7 +101,7 @@ def refinement_fidelity(model, key: jax.Array, *, n: int = 32, seconds: float = 
     intents = generation.sample_intent(model, k_intent, n)
     audio, trace = generation.generate(model, k_gen, intent=intents, seconds=seconds,
                                        refine_steps=refine_steps, temperature=temperature,
-                                       refine=refine, hearing=hearing)
+                                       refine=refine, hearing=hearing, listen=listen)
     kw = dict(inference=inference, intent_shoot_steps=intent_shoot_steps)
     refined = perceived_intents(model, audio, **kw)
     unrefined = perceived_intents(model, trace.unrefined_audio, **kw)
@@ -103,4 +110,5 @@ def refinement_fidelity(model, key: jax.Array, *, n: int = 32, seconds: float = 
                     unrefined=np.linalg.norm(unrefined - clamped, axis=1),
                     energy=trace.energy.mean(0), intents=clamped, perceived_refined=refined,
                     perceived_unrefined=unrefined,
-                    spread=float(np.linalg.norm(clamped - clamped.mean(0), axis=1).mean()))
+                    spread=float(np.linalg.norm(clamped - clamped.mean(0), axis=1).mean()),
+                    listen_energy=None if trace.listened is None else trace.listened.energy.mean(0))

@@ -29,6 +29,10 @@ a render is drawn once per sample so F is a deterministic function of (a, b), an
 never rises: a step that would raise it is retried at half the size
 (`pcmusic.pc.descent`), so the step sizes need not be tuned to each model's scale. The
 trace records F and its per-level terms at every step.
+
+Then, optionally (`listen=Listening(...)`), it listens: it perceives each refined sound
+as it perceives any sound (the run's inference, not an efference copy) and corrects the
+action until the sound is heard as its beliefs predict (`pcmusic.listening`).
 """
 from __future__ import annotations
 
@@ -42,35 +46,11 @@ import numpy as np
 import optax
 
 from pcmusic import controls as controls_lib
-from pcmusic import intents, pc, perception, priors, sensory, topdown
+from pcmusic import intents, listening, pc, priors, sensory, topdown
+from pcmusic.hearing import Hearing
+from pcmusic.listening import Listening  # noqa: F401 -- public here too
 from pcmusic.topdown import sample_down  # noqa: F401 -- public here too
 from pcmusic.errors import PcmusicError
-
-
-@dataclasses.dataclass(frozen=True)
-class Hearing:
-    """How the network hears its own output (identity by default).
-
-    gain_db: level change. lowpass_hz: a first-order low-pass ("a muffling room"),
-    None for none. noise_db: white noise at this level re the reference RMS (None)."""
-
-    gain_db: float = 0.0
-    lowpass_hz: float | None = None
-    noise_db: float | None = None
-
-    def apply(self, audio: jax.Array, *, sample_rate: int, key: jax.Array) -> jax.Array:
-        """Perturb float32 audio `[B, n]` (differentiable; the noise is fixed by `key`)."""
-        out = audio * jnp.float32(10 ** (self.gain_db / 20))
-        if self.lowpass_hz is not None:
-            freqs = jnp.fft.rfftfreq(audio.shape[-1], 1.0 / sample_rate).astype(jnp.float32)
-            ratio = freqs / jnp.float32(self.lowpass_hz)
-            response = jax.lax.complex(1.0 / (1.0 + ratio ** 2), -ratio / (1.0 + ratio ** 2))
-            out = jnp.fft.irfft(jnp.fft.rfft(out, axis=-1) * response[None],
-                                n=audio.shape[-1], axis=-1)
-        if self.noise_db is not None:
-            level = perception.REFERENCE_RMS * 10 ** (self.noise_db / 20)
-            out = out + jnp.float32(level) * jax.random.normal(key, audio.shape, jnp.float32)
-        return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,6 +133,8 @@ class Trace(NamedTuple):
     energies: float32 `[n, refine_steps + 1, n_levels]` (sensory, controls, z2, z3, top).
     intent: float32 `[n, 1, d_top]`. controls: the final action (Controls dict, batch n).
     unrefined_audio: float32 `[n, n_samples]`, the top-down render before refinement.
+    listened: None without listening, else `pcmusic.listening.Listened` (its energy
+    `[n, steps + 1]`: the heard control-level energy per listening step).
     """
 
     energy: np.ndarray
@@ -160,6 +142,7 @@ class Trace(NamedTuple):
     intent: np.ndarray
     controls: dict
     unrefined_audio: np.ndarray
+    listened: listening.Listened | None = None
 
 
 def sample_intent(model, key: jax.Array, n: int) -> jax.Array:
@@ -197,7 +180,8 @@ def _labels(state: dict) -> list:
 
 
 def _generate_one(params, intent, key, *, spec, n_frames, refine_steps, hearing, refine, temperature):
-    """One sample (intent `[1, 1, d_top]`): (audio, unrefined, action, F history, terms, diverged)."""
+    """One sample (intent `[1, 1, d_top]`): (audio, unrefined, action, F history, terms, diverged,
+    the beliefs' (z2, z3), the render's and hearing's keys)."""
     model = spec.bind(params)
     cspec, sspec = spec.controls, spec.sensory
     k_noise, k_hear, k_sample = jax.random.split(key, 3)
@@ -236,12 +220,14 @@ def _generate_one(params, intent, key, *, spec, n_frames, refine_steps, hearing,
     unrefined, _ = heard(c0)
     if refine_steps == 0:
         e, aux = energy_fn(to_direct(state), jnp.int32(0))
-        return unrefined, unrefined, c0, e[None], aux["energies"][None], jnp.bool_(False)
+        return (unrefined, unrefined, c0, e[None], aux["energies"][None], jnp.bool_(False), (z2, z3),
+                k_noise, k_hear)
     result = pc.monotone_descent(lambda s, step: energy_fn(to_direct(s), step), state,
                                  n_steps=refine_steps, optimizer=_group_optimizer(refine, _labels(state)))
-    action = to_direct(result.latents)["action"]
-    audio, _ = heard(action)
-    return audio, unrefined, action, result.energy_history, result.terms, result.diverged
+    final = to_direct(result.latents)
+    audio, _ = heard(final["action"])
+    return (audio, unrefined, final["action"], result.energy_history, result.terms, result.diverged,
+            final["beliefs"]["upper"], k_noise, k_hear)
 
 
 @functools.partial(jax.jit, static_argnames=("spec", "n_frames", "refine_steps", "hearing", "refine",
@@ -249,14 +235,15 @@ def _generate_one(params, intent, key, *, spec, n_frames, refine_steps, hearing,
 def _generate(params, intents, keys, **static):
     """vmap of `_generate_one` over intents `[n, 1, d_top]` and keys `[n]`; batch axes squeezed."""
     out = jax.vmap(lambda i, k: _generate_one(params, i[None], k, **static))(intents, keys)
-    audio, unrefined, action, history, terms, diverged = out
-    return (audio[:, 0], unrefined[:, 0], jax.tree.map(lambda a: a[:, 0], action), history, terms,
-            diverged)
+    audio, unrefined, action, history, terms, diverged, upper, k_noise, k_hear = out
+    squeeze = lambda a: a[:, 0]  # noqa: E731
+    return (squeeze(audio), squeeze(unrefined), jax.tree.map(squeeze, action), history, terms,
+            diverged, jax.tree.map(squeeze, upper), k_noise, k_hear)
 
 
 def generate(model, key: jax.Array, *, n: int = 1, seconds: float = 1.0, refine_steps: int = 50,
              intent=None, temperature: float = 1.0, hearing: Hearing | None = None,
-             refine: RefineSpec | None = None):
+             refine: RefineSpec | None = None, listen: Listening | None = None):
     """Generate n sounds from a model, refined by listening to itself.
 
     Args:
@@ -268,6 +255,9 @@ def generate(model, key: jax.Array, *, n: int = 1, seconds: float = 1.0, refine_
       temperature: scale of the ancestral sampling noise below the intent (0: the
         top-down mean; 1: the model's own uncertainty).
       hearing: perturbation of what the network hears (default: none).
+      listen: after refinement, listen to each sound with the model's own perception and
+        correct the action until it is heard as the beliefs predict (`pcmusic.listening`;
+        pass the run's `[inference]` in it); None: no listening.
     Returns:
       (audio float32 `[n, n_samples]` at model.spec.controls.sample_rate, Trace).
     """
@@ -286,13 +276,23 @@ def generate(model, key: jax.Array, *, n: int = 1, seconds: float = 1.0, refine_
         raise PcmusicError(f"intent must be [n, {d_top}] or [n, 1, {d_top}]; got {intent.shape}")
     n_frames = spec.pad_frames(spec.controls.n_frames(round(seconds * spec.controls.sample_rate)))
     keys = jax.random.split(k_run, intent.shape[0])
-    audio, unrefined, action, history, terms, diverged = _generate(
+    hearing = hearing or Hearing()
+    audio, unrefined, action, history, terms, diverged, upper, k_noise, k_hear = _generate(
         model.params, intent, keys, spec=spec, n_frames=n_frames, refine_steps=refine_steps,
-        hearing=hearing or Hearing(), refine=refine or RefineSpec(), temperature=float(temperature))
+        hearing=hearing, refine=refine or RefineSpec(), temperature=float(temperature))
     if bool(jnp.any(diverged)):
         raise PcmusicError(f"the energy of samples {np.flatnonzero(np.asarray(diverged))} is not finite "
                            "before refinement (NaN/Inf in the top-down prediction): the model's "
                            "params hold NaN/Inf or the intent is far outside what it met in training")
+    listened = None
+    if listen is not None and listen.steps > 0:
+        listened = listening.listen(model, action, upper, intent, k_noise, k_hear, hearing=hearing,
+                                    listening=listen)
+        action = listened.action
+        audio = listening.render(action, k_noise, cspec=spec.controls)
+        listened = listened._replace(action=jax.tree.map(np.asarray, action),
+                                     heard=jax.tree.map(np.asarray, listened.heard))
     trace = Trace(energy=np.asarray(history), energies=np.asarray(terms), intent=np.asarray(intent),
-                  controls=jax.tree.map(np.asarray, action), unrefined_audio=np.asarray(unrefined))
+                  controls=jax.tree.map(np.asarray, action), unrefined_audio=np.asarray(unrefined),
+                  listened=listened)
     return np.asarray(audio), trace

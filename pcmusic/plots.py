@@ -13,6 +13,7 @@ from typing import Sequence
 
 import matplotlib
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -60,8 +61,9 @@ def save_figure(fig, path) -> Path:
 
 
 def save_sample(path, audio, sample_rate: int, *, energy: Sequence[float] | None = None,
-                title: str = "") -> Path:
-    """A generated sound: its spectrogram, and beside it the energy per refinement step."""
+                title: str = "", listen_energy: Sequence[float] | None = None) -> Path:
+    """A generated sound: its spectrogram, and beside it the energy per refinement step
+    (and, given `listen_energy`, the heard energy per listening step on a second axis)."""
     if energy is None or len(energy) < 2:
         fig, ax = plt.subplots(figsize=(7, 3.5))
         plot_spectrogram(ax, audio, sample_rate, f_max_hz=min(5000, sample_rate / 2), title=title)
@@ -73,6 +75,15 @@ def save_sample(path, audio, sample_rate: int, *, energy: Sequence[float] | None
     ax_e.set_ylabel("free energy")
     ax_e.set_title("energy while refining")
     ax_e.grid(alpha=0.3)
+    if listen_energy is not None and len(listen_energy) > 1:
+        top = ax_e.twiny()
+        ax_l = top.twinx()
+        ax_l.plot(np.arange(len(listen_energy)), np.asarray(listen_energy, np.float64), marker="s",
+                  color="tab:orange")
+        top.xaxis.set_major_locator(MaxNLocator(integer=True))
+        top.set_xlabel("listening step", color="tab:orange")
+        ax_l.set_ylabel("heard energy", color="tab:orange")
+        ax_e.set_title("energy while refining, then listening")
     fig.tight_layout()
     return save_figure(fig, path)
 

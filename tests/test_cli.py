@@ -76,7 +76,8 @@ def test_perceive_with_a_checkpoint_writes_json_and_checks_voices(capsys, tone, 
 def test_generate_writes_sounds_figures_summary_and_never_overwrites(capsys, tiny_run, tmp_path):
     out = tmp_path / "gen"
     args = ["generate", "--ckpt", tiny_run, "--out", out, "--n", demo.N_SOUNDS,
-            "--seconds", demo.SOUND_SECONDS, "--refine", demo.REFINE_STEPS, "--seed", "3"]
+            "--seconds", demo.SOUND_SECONDS, "--refine", demo.REFINE_STEPS, "--listen", demo.LISTEN_STEPS,
+            "--seed", "3"]
     rc, _, err = run(capsys, *args)
     assert rc == 0, err
     summary = json.loads((out / "summary.json").read_text())
@@ -86,8 +87,11 @@ def test_generate_writes_sounds_figures_summary_and_never_overwrites(capsys, tin
         assert rate == SR and sound.shape == (16384,) and np.max(np.abs(sound)) <= 1.0
         assert (out / sample["png"]).stat().st_size > 0 and (out / sample["unrefined_wav"]).exists()
         assert len(sample["energy"]) == demo.REFINE_STEPS + 1
+        heard = sample["listen_energy"]                  # listening never raises what it hears
+        assert len(heard) == demo.LISTEN_STEPS + 1 and np.all(np.diff(heard) <= 0)
     mean = np.mean([s["energy"] for s in summary["samples"]], axis=0)
     assert mean[-1] < mean[0]                            # refinement lowers the energy
+    assert summary["listen_steps"] == demo.LISTEN_STEPS
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     rc, _, err = run(capsys, *args)
     assert rc == 2 and "already holds" in err and "--force" in err

@@ -37,6 +37,8 @@ def test_demo_trains_perceives_generates_and_reuses_only_its_own_workdir(tmp_pat
         assert (workdir / "generate" / sample["png"]).stat().st_size > 0
     first, last = g["mean_energy_first_last"]
     assert np.isfinite(first) and last < first     # refinement lowers the energy
+    first, last = g["mean_heard_energy_first_last"]
+    assert np.isfinite(first) and last <= first    # listening never raises the heard energy
 
     # A previous demo is reused only with --force (which resumes its finished training,
     # tested in test_train, and rewrites its outputs); anything else is never touched.

@@ -196,9 +196,12 @@ def test_refinement_experiment_compares_the_intents_heard_in_refined_and_unrefin
     sys.path.insert(0, str(ROOT / "experiments"))
     import refinement
     out = tmp_path / "fidelity.json"
-    assert refinement.main(["--ckpt", str(tiny_run), "--n", "8", "--refine", "6", "--json", str(out)]) == 0
+    assert refinement.main(["--ckpt", str(tiny_run), "--n", "8", "--refine", "6", "--listen", "2",
+                            "--json", str(out)]) == 0
     s = json.loads(out.read_text())
     assert s["n"] == 8 and s["energy_nonincreasing"] and s["energy_ratio"] < 1.0
+    heard_first, heard_last = s["listen_energy_first_last"]
+    assert s["listen_steps"] == 2 and heard_last <= heard_first
     assert 0.0 <= s["fraction_closer"] <= 1.0 and s["mean_distance_refined"] > 0.0
     assert "refined perceived closer" in capsys.readouterr().out
     model, cfg = train.load_model(tiny_run)
