@@ -55,11 +55,16 @@ def init_train_state(key: jax.Array, spec: ModelSpec, *, optimizer: optax.Gradie
                       step=jnp.int32(0), key=jax.random.key_data(k_run))
 
 
+def reference_gain(audio: jax.Array) -> jax.Array:
+    """The gain `[B, 1]` that scales each clip `[B, n]` to perception's reference RMS
+    (1 for silent clips: they stay silent)."""
+    rms = jnp.sqrt(jnp.mean(jnp.square(audio), axis=-1, keepdims=True))
+    return jnp.where(rms > 1e-7, perception.REFERENCE_RMS / jnp.maximum(rms, 1e-7), 1.0)
+
+
 def normalise(audio: jax.Array) -> jax.Array:
     """Scale each clip `[B, n]` to perception's reference RMS (silent clips stay silent)."""
-    rms = jnp.sqrt(jnp.mean(jnp.square(audio), axis=-1, keepdims=True))
-    gain = jnp.where(rms > 1e-7, perception.REFERENCE_RMS / jnp.maximum(rms, 1e-7), 1.0)
-    return audio * gain
+    return audio * reference_gain(audio)
 
 
 def settle(model, audio: jax.Array, *, inference: perception.InferenceSpec) -> pc.InferenceResult:

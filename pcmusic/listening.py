@@ -38,6 +38,7 @@ import numpy as np
 from pcmusic import controls as controls_lib
 from pcmusic import learn, perception
 from pcmusic.errors import PcmusicError
+from pcmusic.model import audibility_of_level
 
 LEVEL_KEYS = ("log_amp", "log_noise")   # log magnitudes: shifted by the level of the sound
 
@@ -116,8 +117,7 @@ def _hear(params, action, upper, intent, noise_keys, hear_keys, *, spec, inferen
     hear_one = lambda x, k: hearing.apply(x[None], sample_rate=cspec.sample_rate, key=k)[0]  # noqa: E731
     audio = jax.vmap(hear_one)(render(action, noise_keys, cspec=cspec), hear_keys)
     heard = learn.settle(model, audio, inference=inference).latents["controls"]
-    rms = jnp.sqrt(jnp.mean(jnp.square(audio), axis=-1))
-    level = jnp.log(jnp.maximum(rms, 1e-7) / perception.REFERENCE_RMS)
+    level = -jnp.log(learn.reference_gain(audio))[:, 0]   # what settle's normalisation took off
     at_level = {k: v + level.reshape((-1,) + (1,) * (v.ndim - 1)) if k in LEVEL_KEYS else v
                 for k, v in heard.items()}
 
@@ -142,21 +142,15 @@ def listen(model, action: dict, upper: tuple, intent: jax.Array, noise_keys: jax
            hear_keys: jax.Array, *, hearing, listening: Listening) -> Listened:
     """Listen to generated sounds and correct their actions (module docstring).
 
-    action: Controls (batch n) the oscillator bank plays. upper: the beliefs (z2 `[n, ...]`,
+    model: a `pcmusic.model.AudioModel`. action: Controls (batch n) the oscillator bank plays. upper: the beliefs (z2 `[n, ...]`,
     z3 `[n, ...]`) whose prediction g2(z2) is what the sound should be heard as.
     intent `[n, 1, d_top]`. noise_keys, hear_keys `[n]`: the keys each sample's render
     noise and hearing were drawn with (its sound stays the same function of its action).
     """
-    model = model.bind() if hasattr(model, "bind") and not hasattr(model, "hierarchy") else model
-    n_frames = action["log2_f0"].shape[-1]
-    z2 = upper[0]
+    model = model.bind()
     pcp = model.params["pc"]
-    pred = model.hierarchy(n_frames).maps[0](pcp["maps"][0], z2)
-    pred = {k: pred[k] for k in action}
-    weights = controls_lib.audibility(pred, model.spec.controls,
-                                      half_power=perception.REFERENCE_RMS ** 2
-                                      * 10 ** (model.spec.audible_db / 10))
-    weights = {k: weights[k] for k in action}
+    pred = model.hierarchy(action["log2_f0"].shape[-1]).maps[0](pcp["maps"][0], upper[0])
+    weights = audibility_of_level(pred, None, spec=model.spec)
     hear = functools.partial(_hear, model.params, upper=tuple(upper), intent=intent,
                              noise_keys=noise_keys, hear_keys=hear_keys, spec=model.spec,
                              inference=listening.inference or perception.InferenceSpec(),

@@ -110,8 +110,9 @@ class ModelSpec:
         return BoundModel(self, params)
 
 
-def _audibility_of_level(controls: dict, step, *, spec: ModelSpec) -> dict:
-    """Precision weights of the control-level error (`ModelSpec.weight_by_audibility`)."""
+def audibility_of_level(controls: dict, step, *, spec: ModelSpec) -> dict:
+    """Precision weights of the control-level error (`ModelSpec.weight_by_audibility`):
+    the audibility of `controls` at perception's reference level; `step` is unused."""
     del step
     reference_power = perception.REFERENCE_RMS ** 2   # every clip is scaled to this level
     return controls_lib.audibility(controls, spec.controls,
@@ -143,7 +144,7 @@ class BoundModel(NamedTuple):
         g, _ = generative_maps(self.spec, n_frames)
         weights = None
         if self.spec.weight_by_audibility:
-            weights = (functools.partial(_audibility_of_level, spec=self.spec), None, None, None)
+            weights = (functools.partial(audibility_of_level, spec=self.spec), None, None, None)
         decay = None
         if self.spec.latent_decay > 0:
             prior = functools.partial(_latent_decay, scale=self.spec.latent_decay)

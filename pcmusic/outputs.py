@@ -99,7 +99,7 @@ def write_sounds(directory: Path, sounds, trace, sample_rate: int, *, overwrite:
         unrefined, unrefined_gain = playable(np.asarray(trace.unrefined_audio[i]))
         audio.save(directory / f"sample_{i}.wav", refined, sample_rate, overwrite=overwrite)
         audio.save(directory / f"sample_{i}_unrefined.wav", unrefined, sample_rate, overwrite=overwrite)
-        listened = None if getattr(trace, "listened", None) is None else trace.listened.energy[i]
+        listened = None if trace.listened is None else trace.listened.energy[i]
         plots.save_sample(directory / f"sample_{i}.png", sound, sample_rate, energy=trace.energy[i],
                           title=f"{title} {i}", listen_energy=listened)
         energy = [float(e) for e in trace.energy[i]]

@@ -177,7 +177,7 @@ def test_topdown_energy_scores_the_controls_against_the_tops_whole_prediction(mo
     c, _, _, _ = b.predict_down(top, 32)
     assert abs(float(learn.topdown_energy(b, c, top))) < 1e-6
     off = dict(c, log2_f0=c["log2_f0"] + 0.1)
-    weights = M._audibility_of_level(c, 0, spec=SPEC)["log2_f0"]
+    weights = M.audibility_of_level(c, 0, spec=SPEC)["log2_f0"]
     pi_f0 = float(jnp.exp(model.params["pc"]["log_precision"][0]["log2_f0"]))
     expected = 0.5 * pi_f0 * float(jnp.sum(weights)) * 0.01 / 2
     np.testing.assert_allclose(float(learn.topdown_energy(b, off, top)), expected, rtol=1e-4)
