@@ -102,9 +102,9 @@ def _cmd_generate(args: argparse.Namespace) -> None:
         raise PcmusicError(f"{out} already holds {', '.join(clash[:4])}{' ...' if len(clash) > 4 else ''}; "
                            "nothing was written: choose another --out or pass --force")
     model, cfg = train.load_model(args.ckpt)
-    listen = generation.Listening(steps=args.listen, inference=cfg.inference) if args.listen > 0 else None
     sounds, trace = generation.generate(model, jax.random.key(args.seed), n=args.n, seconds=args.seconds,
-                                      refine_steps=args.refine, refine=cfg.refine, listen=listen)
+                                      refine_steps=args.refine, refine=cfg.refine,
+                                      listen=generation.Listening(steps=args.listen, inference=cfg.inference))
     out.mkdir(parents=True, exist_ok=True)
     rate = model.spec.controls.sample_rate
     samples = outputs.write_sounds(out, sounds, trace, rate, overwrite=args.force,
