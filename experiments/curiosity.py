@@ -38,9 +38,9 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from pcmusic import audio as audio_io  # noqa: E402
+from pcmusic.dsp import audio as audio_io  # noqa: E402
 from pcmusic import experiment, outputs  # noqa: E402
-from pcmusic.config import config_to_dict, require  # noqa: E402
+from pcmusic.configio import config_to_dict, require  # noqa: E402
 from pcmusic.creative import coevolve as co  # noqa: E402
 from pcmusic.creative import curiosity as cur  # noqa: E402
 from pcmusic.creative import listener as lis  # noqa: E402

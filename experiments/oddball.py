@@ -30,7 +30,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from pcmusic import experiment, outputs  # noqa: E402
-from pcmusic.config import config_to_dict, require  # noqa: E402
+from pcmusic.configio import config_to_dict, require  # noqa: E402
 from pcmusic.creative import listener as lis  # noqa: E402
 from pcmusic.creative import oddball as odd  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""Does refinement bring generated sounds closer to their intents? (`pcmusic.fidelity`)
+"""Does refinement bring generated sounds closer to their intents? (`pcmusic.evaluation.fidelity`)
 
 Generates --n sounds from intents sampled from the checkpoint's bank, refines them, and
 reports the mean energy (first, last, ratio; never rising) and how often the intent the
@@ -22,7 +22,11 @@ import sys
 import jax
 import jax.numpy as jnp
 
-from pcmusic import fidelity, generation, rebank, train
+import dataclasses
+
+from pcmusic import generation
+from pcmusic.evaluation import fidelity
+from pcmusic.training import load_model, loop
 from pcmusic.errors import PcmusicError
 from pcmusic.outputs import write_atomic
 
@@ -44,11 +48,11 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="also write the summary here")
     args = parser.parse_args(argv)
     try:
-        model, config = train.load_model(args.ckpt, step=args.step)
+        model, config = load_model(args.ckpt, step=args.step)
         shoot = config.train.intent_shoot_steps
         if args.rebank > 0:
-            batches = [jnp.asarray(b) for b in train._Data(config).eval_batches(args.rebank, salt=1)]
-            model = model._replace(params=rebank.rebank(
+            batches = [jnp.asarray(b) for b in loop.TrainingData(config).eval_batches(args.rebank, salt=1)]
+            model = dataclasses.replace(model, params=loop.rebank(
                 model.params, batches, spec=model.spec, inference=config.inference,
                 intent_shoot_steps=shoot, n_clips=args.rebank))
         result = fidelity.refinement_fidelity(

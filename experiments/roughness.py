@@ -31,7 +31,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from pcmusic import experiment, outputs  # noqa: E402
-from pcmusic.config import config_to_dict, require  # noqa: E402
+from pcmusic.configio import config_to_dict, require  # noqa: E402
 from pcmusic.creative.roughness import find_minima, scan_minima  # noqa: E402
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "roughness.toml"

@@ -1,9 +1,9 @@
-"""How accurately does a trained model's top predict pitch? (`pcmusic.diagnose`)
+"""How accurately does a trained model's top predict pitch? (`pcmusic.evaluation.diagnose`)
 
 Settles held-out clips of the checkpoint's own synthetic corpus as training does and
 prints the |f0 error| (cents, voiced frames) of the settled controls, of g2(settled z2),
 of the top-down prediction from the settled top and of the one from the clip's intent
-(the top shot from it, `pcmusic.learn.intent_of`, with the run's train.intent_shoot_steps,
+(the top shot from it, `pcmusic.perception.intent_of`, with the run's train.intent_shoot_steps,
 200 where 0): generation renders the last.
 
     python experiments/topdown_f0.py --ckpt runs/demo/train [--n 64] [--seed 100] [--json OUT]
@@ -17,7 +17,9 @@ import sys
 import jax
 import numpy as np
 
-from pcmusic import data, diagnose, train
+from pcmusic import data
+from pcmusic.evaluation import diagnose
+from pcmusic.training import load_model, loop
 from pcmusic.errors import PcmusicError
 from pcmusic.outputs import write_atomic
 
@@ -30,11 +32,11 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="also write the summary here")
     args = parser.parse_args(argv)
     try:
-        model, config = train.load_model(args.ckpt)
+        model, config = load_model(args.ckpt)
         if config.data.kind != "synthetic":
             raise PcmusicError(f"{args.ckpt} was trained on {config.data.kind} data; this diagnostic "
                                "needs the f0 labels of a synthetic corpus")
-        spec = train.synthetic_spec(config, batch_size=args.n, n_frames=train.clip_frames(config))
+        spec = loop.synthetic_spec(config, batch_size=args.n, n_frames=loop.clip_frames(config))
         batch = data.synthetic_batch(jax.random.key(args.seed), spec)
         errors = diagnose.f0_errors_cents(model, batch.audio, np.asarray(batch.f0_hz)[:, :1],
                                           inference=config.inference,

@@ -3,7 +3,7 @@
 The copy-model baseline the project argues against (RESEARCH.md): a generative model
 trained on a corpus reproduces the corpus's statistics, here its tuning. For each
 tuning (5-TET and 12-TET by default) the same hierarchy is trained on synthetic
-notes in that tuning (`pcmusic.train`), then generates sounds (intents drawn from the
+notes in that tuning (`pcmusic.training`), then generates sounds (intents drawn from the
 bank a run ends with, the intents of held-out clips under the final params, at
 `intent_bandwidth`; rendered at `temperature`; refined by listening, `pcmusic.generate`).
 Their pitches are measured
@@ -44,8 +44,12 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from pcmusic import data, generation, intents, perception, plots, train  # noqa: E402
-from pcmusic.config import Config, config_to_dict, load_config, require  # noqa: E402
+from pcmusic import data, generation, perception, plots  # noqa: E402
+from pcmusic.configio import config_to_dict, require  # noqa: E402
+from pcmusic.model import intents  # noqa: E402
+from pcmusic.training import loop as train  # noqa: E402
+from pcmusic.training.checkpoint import load_model  # noqa: E402
+from pcmusic.training.config import Config, load_config  # noqa: E402
 from pcmusic.errors import PcmusicError  # noqa: E402
 from pcmusic.outputs import write_atomic  # noqa: E402
 
@@ -66,7 +70,7 @@ class TuningCopy:
     `temperature` (`pcmusic.generate`: 1 samples the levels below the intent with the
     residual spread met in training, 0 renders the intent's top-down prediction) from
     intents drawn from the model's intent bank with kernels `intent_bandwidth` x their
-    k-NN width (`pcmusic.intents.sample_intents`; 0: the banked intents themselves); n_corpus
+    k-NN width (`pcmusic.model.intents.sample_intents`; 0: the banked intents themselves); n_corpus
     held-out corpus clips of the same length; perceive_steps: the listener's inference
     steps; window_cents: half-width of a lattice point; bin_cents: histogram bins."""
     tunings: tuple[str, ...] = ("5-TET", "12-TET")
@@ -121,7 +125,7 @@ def run_tuning(exp: TuningCopy, tuning: str, out: Path, key, *, progress: bool) 
     cfg = dataclasses.replace(exp.run, data=dataclasses.replace(exp.run.data, tuning=tuning))
     workdir = out / tuning
     summary = train.train(cfg, workdir, progress=progress)
-    model, _ = train.load_model(workdir)
+    model, _ = load_model(workdir)
     k_gen, k_corpus, k_intent = jax.random.split(key, 3)
     intent = intents.sample_intents(model.params, k_intent, exp.n_generate, bandwidth=exp.intent_bandwidth)
     sounds, trace = generation.generate(model, k_gen, intent=intent, seconds=exp.generate_seconds,

@@ -30,10 +30,10 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from pcmusic import config, train
+    from pcmusic import training
 
-    cfg = config.load_config(args.config, overrides=args.set)
-    summary = train.train(cfg, args.workdir, progress=not args.quiet)
+    cfg = training.load_config(args.config, overrides=args.set)
+    summary = training.train(cfg, args.workdir, progress=not args.quiet)
     print(json.dumps(summary, indent=2))
 
 
@@ -50,11 +50,12 @@ def _model_and_inference(ckpt, n_steps):
     """(model or None, InferenceSpec): the run's own inference unless --steps is given."""
     import dataclasses
 
-    from pcmusic import perception, train
+    from pcmusic import perception
+    from pcmusic.training import load_model
 
     model, inference = None, perception.InferenceSpec()
     if ckpt is not None:
-        model, cfg = train.load_model(ckpt)
+        model, cfg = load_model(ckpt)
         inference = cfg.inference
     if n_steps is not None:
         if n_steps < 1:
@@ -64,7 +65,7 @@ def _model_and_inference(ckpt, n_steps):
 
 
 def _load_audio(path: str):
-    from pcmusic import audio
+    from pcmusic.dsp import audio
 
     return audio.load(path)
 
@@ -92,7 +93,8 @@ def _cmd_perceive(args: argparse.Namespace) -> None:
 def _cmd_generate(args: argparse.Namespace) -> None:
     import jax
 
-    from pcmusic import generation, outputs, train
+    from pcmusic import generation, outputs
+    from pcmusic.training import load_model
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -101,7 +103,7 @@ def _cmd_generate(args: argparse.Namespace) -> None:
     if clash and not args.force:
         raise PcmusicError(f"{out} already holds {', '.join(clash[:4])}{' ...' if len(clash) > 4 else ''}; "
                            "nothing was written: choose another --out or pass --force")
-    model, cfg = train.load_model(args.ckpt)
+    model, cfg = load_model(args.ckpt)
     sounds, trace = generation.generate(model, jax.random.key(args.seed), n=args.n, seconds=args.seconds,
                                       refine_steps=args.refine, refine=cfg.refine,
                                       listen=generation.Listening(steps=args.listen, inference=cfg.inference))
@@ -117,7 +119,7 @@ def _cmd_generate(args: argparse.Namespace) -> None:
 
 
 def _cmd_probe(args: argparse.Namespace) -> None:
-    from pcmusic import probing
+    from pcmusic.evaluation import probing
 
     out = _new_output(Path(args.out), args.force)
     audio, rate = _load_audio(args.audio)
@@ -193,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command != "bench":
-            from pcmusic.train import enable_compilation_cache
+            from pcmusic.training.loop import enable_compilation_cache
             enable_compilation_cache()
         args.func(args)
     except PcmusicError as err:

@@ -29,7 +29,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from pcmusic.config import Config, config_from_dict
+from pcmusic.training.config import Config, config_from_dict
 from pcmusic.errors import PcmusicError
 
 DEMO_MARKER = ".pcmusic-demo"
@@ -72,7 +72,7 @@ def _claim(workdir: Path, force: bool) -> None:
 
 def _note(sample_rate: int) -> tuple[np.ndarray, str, float]:
     """(audio, description, nominal f0 in Hz): a real instrument if FluidSynth can play one."""
-    from pcmusic import fluid
+    from pcmusic.data import fluid
 
     if fluid.available():
         note = fluid.Note(program=fluid.GM_PROGRAMS[NOTE_PROGRAM], pitches=(NOTE_MIDI,), duration_s=0.8)
@@ -88,7 +88,7 @@ def _note(sample_rate: int) -> tuple[np.ndarray, str, float]:
 
 
 def _perceive(model, config: Config, out: Path) -> dict:
-    from pcmusic import audio as audio_io
+    from pcmusic.dsp import audio as audio_io
     from pcmusic import outputs, perception, plots
 
     rate = config.model.controls.sample_rate
@@ -128,7 +128,7 @@ def _generate(model, config: Config, out: Path) -> dict:
 def run(workdir: str | Path = "runs/demo", *, force: bool = False, n_steps: int | None = None) -> dict:
     """Run the demo (module docstring) and print where everything is; returns the summary.
     `n_steps` shortens training (tests); the demo's own is DEMO_STEPS."""
-    from pcmusic import outputs, train
+    from pcmusic import outputs, training
 
     began = time.time()
     workdir = Path(workdir)
@@ -136,8 +136,8 @@ def run(workdir: str | Path = "runs/demo", *, force: bool = False, n_steps: int 
     config = demo_config(DEMO_STEPS if n_steps is None else n_steps)
     print(f"pcmusic demo: training a {config.model.latent_dims} hierarchy on synthetic notes "
           f"for {config.train.n_steps} steps in {workdir / 'train'}")
-    trained = train.train(config, workdir / "train")
-    model, _ = train.load_model(workdir / "train")
+    trained = training.train(config, workdir / "train")
+    model, _ = training.load_model(workdir / "train")
     dirs = {name: workdir / name for name in ("perceive", "generate")}
     for d in dirs.values():
         shutil.rmtree(d, ignore_errors=True)   # outputs of a previous demo (force=True)

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from pcmusic.config import load_config
+from pcmusic.configio import load_config
 from pcmusic.errors import PcmusicError
 
 

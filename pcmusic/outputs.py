@@ -13,13 +13,13 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from pcmusic import _files
+from pcmusic import files
 
 
 def write_atomic(path: str | Path, text: str) -> Path:
     """Write `text` to `path` through a temporary file and a rename."""
     path = Path(path)
-    fd, tmp = _files.mkstemp_beside(path.parent, prefix=f".{path.name}.", suffix=".part")
+    fd, tmp = files.mkstemp_beside(path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -86,7 +86,8 @@ def write_sounds(directory: Path, sounds, trace, sample_rate: int, *, overwrite:
     and its figure (sample_i.png: spectrogram and energy per refinement step) into
     `directory`; returns one record per sound with its energy trace. A WAV whose peak
     exceeds 1 is scaled to peak 0.99 (its record's `gain`), so it plays without clipping."""
-    from pcmusic import audio, plots
+    from pcmusic import plots
+    from pcmusic.dsp import audio
 
     def playable(x):
         peak = float(np.max(np.abs(x))) if x.size else 0.0

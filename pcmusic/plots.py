@@ -18,7 +18,7 @@ from matplotlib.ticker import MaxNLocator
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from pcmusic import _files
+from pcmusic import files
 
 
 def spectrogram_db(audio, sample_rate: int, *, n_fft: int = 1024, hop: int = 128,
@@ -47,7 +47,7 @@ def plot_spectrogram(ax, audio, sample_rate: int, *, f_max_hz: float | None = No
 def save_figure(fig, path) -> Path:
     """Write `fig` as PNG to `path` atomically and close it."""
     path = Path(path)
-    fd, tmp = _files.mkstemp_beside(path.parent, prefix=f".{path.stem}-", suffix=".png")
+    fd, tmp = files.mkstemp_beside(path.parent, prefix=f".{path.stem}-", suffix=".png")
     try:
         with os.fdopen(fd, "wb") as f:
             fig.savefig(f, format="png", dpi=100, bbox_inches="tight")

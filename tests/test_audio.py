@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pcmusic import audio
+from pcmusic.dsp import audio
 from pcmusic.errors import AudioFileError
 
 

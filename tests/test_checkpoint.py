@@ -16,9 +16,8 @@ import optax
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from pcmusic import checkpoint as ckpt
-from pcmusic import ckpt_leaves
-from pcmusic.config import apply_overrides, default_config
+from pcmusic.training import checkpoint as ckpt
+from pcmusic.training.config import apply_overrides, default_config
 from pcmusic.errors import CheckpointError
 
 CONFIG = default_config()
@@ -39,7 +38,7 @@ def make_state(seed=0, scale=1.0):
 
 
 def as_host(tree):
-    return jax.tree.map(lambda x: np.asarray(jax.random.key_data(x) if ckpt_leaves.is_key(x) else x), tree)
+    return jax.tree.map(lambda x: np.asarray(jax.random.key_data(x) if ckpt.is_key(x) else x), tree)
 
 
 def assert_same(a, b):
@@ -103,8 +102,8 @@ import os, sys
 os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count={n}"
 os.environ["JAX_PLATFORMS"] = "cpu"
 import jax, jax.numpy as jnp, numpy as np
-from pcmusic import checkpoint as ckpt
-from pcmusic.config import default_config
+from pcmusic.training import checkpoint as ckpt
+from pcmusic.training.config import default_config
 """
 
 

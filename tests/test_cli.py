@@ -12,7 +12,8 @@ import sys
 import numpy as np
 import pytest
 
-from pcmusic import audio, cli, demo
+from pcmusic import cli, demo
+from pcmusic.dsp import audio
 from tests.test_train import ROOT, TINY, tiny_run  # noqa: F401  (session fixture, compile cache)
 
 SR = 16000

@@ -5,7 +5,7 @@ from typing import Literal
 
 import pytest
 
-from pcmusic.config import (Config, apply_overrides, config_diff, config_from_dict,
+from pcmusic.training.config import (Config, apply_overrides, config_diff, config_from_dict,
                             config_to_dict, config_to_toml, default_config, flatten_config,
                             load_config, require)
 from pcmusic.errors import ConfigError
@@ -119,7 +119,7 @@ def test_post_init_validation_names_key_and_source(tmp_path):
     path = write(tmp_path, "[inner]\nrate_hz = -1\n")
     check_error(lambda: load_config(path, schema=Outer), "inner.rate_hz", str(path), "must be > 0")
     check_error(lambda: apply_overrides(default_config(), ["data.sample_rate=8000"]),
-                "data.sample_rate", "--set data.sample_rate=8000", "model.controls.sample_rate")
+                "data.sample_rate", "--set data.sample_rate=8000", "unknown key")
     check_error(lambda: apply_overrides(default_config(), ["data.kind=folder"]),
                 "data.folder", "needs a folder")
 

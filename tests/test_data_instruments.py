@@ -3,7 +3,7 @@ import jax
 import numpy as np
 import pytest
 
-from pcmusic import fluid
+from pcmusic.data import fluid
 from pcmusic.data import SyntheticSpec
 from pcmusic.data.instruments import midi_lattice, render_instrument_batch
 from pcmusic.errors import PcmusicError

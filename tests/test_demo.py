@@ -5,7 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from pcmusic import audio, checkpoint, cli, demo, fluid
+from pcmusic import cli, demo
+from pcmusic.data import fluid
+from pcmusic.dsp import audio
+from pcmusic.training import checkpoint
 from pcmusic.errors import PcmusicError
 from tests.test_train import energies  # noqa: F401  (also sets up the compile cache)
 

@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pcmusic import freqfit
+from pcmusic.dsp import freqfit
 
 
 def random_tones(rng, n_tones, sample_rate, seconds):

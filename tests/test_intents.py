@@ -3,9 +3,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pcmusic import controls as C
+from pcmusic.model import controls as C
 from pcmusic import generation as G
-from pcmusic import intents
+from pcmusic.model import intents
 from pcmusic import model as M
 
 SPEC = M.ModelSpec(controls=C.ControlSpec(n_harmonics=8, n_noise_bands=4), latent_dims=(4, 4, 3),
@@ -31,8 +31,9 @@ def test_running_statistics_converge_to_those_of_the_stream():
 
 def test_generation_samples_intents_and_levels_from_the_statistics():
     model = M.init_model(jax.random.key(2), SPEC)
-    params = dict(model.params, intent={"mean": jnp.full((1, 3), 5.0), "log_std": jnp.full((1, 3), np.log(0.01)),
-                                        "log_residual": jnp.log(jnp.asarray([1e-4, 1e-4]))})
+    params = dict(model.params, intent=dict(model.params["intent"], mean=jnp.full((1, 3), 5.0),
+                                            log_std=jnp.full((1, 3), np.log(0.01)),
+                                            log_residual=jnp.log(jnp.asarray([1e-4, 1e-4]))))
     model = M.AudioModel(SPEC, params)
     drawn = np.asarray(G.sample_intent(model, jax.random.key(3), 64))
     assert drawn.shape == (64, 1, 3)
@@ -40,19 +41,19 @@ def test_generation_samples_intents_and_levels_from_the_statistics():
     np.testing.assert_allclose(drawn.std(0)[0], 0.01, rtol=0.3)
     # below the intent, the levels scatter by the measured residual, not by 1/sqrt(pi) = 0.32
     intent = jnp.asarray(drawn[:2])
-    _, _, z3 = G.sample_down(model.bind(), intent, jax.random.key(4), n_frames=16, temperature=1.0)
-    _, _, m3, _ = model.bind().predict_down(intent, 16)
+    _, _, z3 = G.sample_down(model, intent, jax.random.key(4), n_frames=16, temperature=1.0)
+    _, _, m3, _ = model.predict_down(intent, 16)
     assert float(jnp.max(jnp.abs(z3 - m3))) < 1e-3
 
 
-def test_params_without_statistics_fall_back_to_the_prior_and_precisions():
+def test_a_fresh_model_samples_unit_gaussian_intents_and_residuals_of_its_precisions():
     model = M.init_model(jax.random.key(5), SPEC)
-    legacy = {k: v for k, v in model.params.items() if k != "intent"}
-    mean, std = intents.intent_stats(legacy)
-    np.testing.assert_allclose(np.asarray(mean), np.asarray(legacy["pc"]["top_mean"]))
-    np.testing.assert_allclose(np.asarray(std), np.exp(-0.5 * SPEC.latent_log_precision[2]), rtol=1e-6)
-    np.testing.assert_allclose(np.asarray(intents.residual_scales(legacy)),
+    mean, std = intents.intent_stats(model.params)
+    np.testing.assert_allclose(np.asarray(mean), 0.0)
+    np.testing.assert_allclose(np.asarray(std), 1.0)
+    np.testing.assert_allclose(np.asarray(intents.residual_scales(model.params)),
                                np.exp(-0.5 * np.asarray(SPEC.latent_log_precision[:2])), rtol=1e-6)
+    assert intents.bank_of(model.params) is None
 
 
 def _tops(values) -> jnp.ndarray:
@@ -94,8 +95,7 @@ def test_intents_come_from_the_clusters_of_settled_tops_not_from_between_them():
     nearest = np.min(np.abs(drawn[:, :1] - np.array([[-3.0, 3.0]])), axis=1)
     assert np.mean(nearest < 1.0) > 0.99
     assert 0.35 < np.mean(drawn[:, 0] > 0) < 0.65                  # both clusters
-    no_bank = dict(params, intent={k: v for k, v in params["intent"].items()
-                                   if k not in ("bank", "bank_count")})
+    no_bank = dict(params, intent=dict(params["intent"], bank_count=jnp.int32(intents.MIN_BANK - 1)))
     gaussian = np.asarray(G.sample_intent(M.AudioModel(SPEC, no_bank), jax.random.key(8), 400))[:, 0]
     assert np.mean(np.abs(gaussian[:, 0]) < 2.0) > 0.1            # the fallback fills the gap
 

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pcmusic import synth
+from pcmusic.dsp import synth
 from pcmusic.creative import listener as lis
 from pcmusic.errors import ConfigError, PcmusicError
 

@@ -4,9 +4,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pcmusic import controls as C
+from pcmusic.model import controls as C
 from pcmusic import generation as G
-from pcmusic import listening as L
+from pcmusic.generation import listening as L
 from pcmusic import model as M
 from pcmusic import perception
 from pcmusic.errors import PcmusicError
@@ -93,7 +93,7 @@ def test_listening_hears_amplitudes_at_the_level_of_the_sound(model):
     step makes up for it), the same pitch."""
     intent = G.sample_intent(model, jax.random.key(4), 2)
     n_frames = SPEC.pad_frames(20)
-    c, z2, z3 = G.sample_down(model.bind(), intent, jax.random.key(5), n_frames=n_frames, temperature=0.0)
+    c, z2, z3 = G.sample_down(model, intent, jax.random.key(5), n_frames=n_frames, temperature=0.0)
     keys = jax.random.split(jax.random.key(6), 4)
     heard = {}
     for gain in (0.0, -6.0):

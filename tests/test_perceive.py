@@ -3,8 +3,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pcmusic import fluid, synth
-from pcmusic.controls import ControlSpec
+from pcmusic.data import fluid
+from pcmusic.dsp import synth
+from pcmusic.model.controls import ControlSpec
 from pcmusic.errors import PcmusicError
 from pcmusic.perception import perceive
 

@@ -5,7 +5,7 @@ import pytest
 
 from pcmusic import model as model_lib
 from pcmusic.perception import InferenceSpec
-from pcmusic.probing import probe, save_npz
+from pcmusic.evaluation.probing import probe, save_npz
 from pcmusic.errors import PcmusicError
 from tests.test_perceive import _tone
 

@@ -4,12 +4,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pcmusic import controls as C
-from pcmusic import priors, sensory
+from pcmusic.model import controls as C
+from pcmusic.model import priors, sensory
 from pcmusic.errors import PcmusicError
 
 CS = C.ControlSpec(n_voices=2, n_harmonics=8, n_noise_bands=6, inharmonic=True)
-SS = sensory.SensorySpec(sample_rate=CS.sample_rate)
+SS = sensory.resolve(sensory.SensorySpec(), CS.sample_rate)
 
 
 def _controls(n_frames=20, *, noise=-10.0):
@@ -54,7 +54,7 @@ def test_expected_noise_power_matches_the_average_of_noise_renders():
     n_frames, n_fft = 40, 512
     mags = jnp.broadcast_to(jnp.asarray([0.02, 0.01, 0.03, 0.005, 0.01, 0.002], jnp.float32),
                             (64, n_frames, 6))
-    from pcmusic import spectral, synth
+    from pcmusic.dsp import spectral, synth
     noise = synth.filtered_noise(mags, hop=CS.hop, key=jax.random.key(3))
     empirical = jnp.mean(spectral.power(spectral.stft(noise, n_fft=n_fft, hop=n_fft // 4)), axis=0)
     expected = sensory.expected_noise_power(mags[:1], n_fft=n_fft, n_samples=n_frames * CS.hop,
@@ -89,7 +89,7 @@ def test_efference_copy_predicts_the_models_own_noisy_render_exactly():
 def test_blur_of_zero_width_is_identity_and_weights_follow_hops():
     errs = tuple(jnp.asarray(np.random.default_rng(0).normal(size=(1, 5, n // 2 + 1)), jnp.float32)
                  for n in SS.resolutions)
-    for a, b in zip(errs, sensory.blur(errs, 0.0, SS)):
+    for a, b in zip(errs, sensory.blur(errs, 0.0, sample_rate=CS.sample_rate)):
         np.testing.assert_allclose(a, b, atol=1e-4)
     assert sensory.resolution_weights(SS, 128) == tuple((n // 4) / 128 for n in SS.resolutions)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from pcmusic import spectral
+from pcmusic.dsp import spectral
 from pcmusic.errors import PcmusicError
 
 

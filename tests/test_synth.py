@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from pcmusic import synth
+from pcmusic.dsp import synth
 from pcmusic.bench.synth import measure_tone, reference_harmonic, reference_sinusoids
 from pcmusic.errors import PcmusicError
 
@@ -154,7 +154,7 @@ def test_amplitude_gradients_are_exact():
 def test_amplitude_gradient_does_not_depend_on_chunk_length(monkeypatch):
     """The backward pass splits samples into chunks (small on a CPU, large on an
     accelerator): one chunk, several, and a ragged last one give the same gradient."""
-    from pcmusic import _oscillators
+    from pcmusic.dsp import oscillators as _oscillators
 
     rng = np.random.default_rng(5)
     f0, amps = gliding_controls(rng, 3, 20, 12, 150.0, 900.0)  # 3 x 20 rows of 64 samples

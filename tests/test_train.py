@@ -18,7 +18,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pcmusic import checkpoint, config, demo, intents, outputs, rebank, train
+from pcmusic import demo, outputs
+from pcmusic.model import intents
+from pcmusic.training import checkpoint, config
+from pcmusic.perception import perceive_intents
+from pcmusic.training import loop as train
 from pcmusic.errors import CheckpointError, ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,7 +89,7 @@ def test_one_device_gives_the_same_losses_as_eight(tiny_run, tmp_path):
 
 KILL_IN_SAVE = """
 import os, signal, sys
-from pcmusic import checkpoint, cli
+from pcmusic import cli
 save = checkpoint.Checkpointer.save
 def save_then_die(self, step, **kwargs):
     save(self, step, **kwargs)      # orbax writes asynchronously: the save is still running
@@ -130,7 +134,7 @@ def test_resume_refuses_another_config_but_allows_a_longer_schedule(tiny_run, tm
 
 
 def test_load_model_restores_the_trained_params_on_one_device(tiny_run):
-    model, cfg = train.load_model(tiny_run)
+    model, cfg = checkpoint.load_model(tiny_run)
     assert cfg == tiny_config()
     state, meta = checkpoint.restore(tiny_run / "checkpoints")   # as stored, no target
     assert meta["step"] == 8
@@ -146,33 +150,22 @@ def test_load_model_restores_the_trained_params_on_one_device(tiny_run):
     # re-banking (train.bank_refresh_clips) replaces it with held-out clips' intents under
     # the final params
     cfg = tiny_config("train.bank_refresh_clips=16")
-    batches = [jnp.asarray(b) for b in train._Data(cfg).eval_batches(16, salt=1)]
-    params = rebank.rebank(model.params, batches, spec=cfg.model, inference=cfg.inference,
-                           intent_shoot_steps=cfg.train.intent_shoot_steps, n_clips=16)
+    batches = [jnp.asarray(b) for b in train.TrainingData(cfg).eval_batches(16, salt=1)]
+    params = train.rebank(model.params, batches, spec=cfg.model, inference=cfg.inference,
+                          intent_shoot_steps=cfg.train.intent_shoot_steps, n_clips=16)
     fresh_bank = np.asarray(intents.bank_of(params))
-    fresh = np.concatenate([np.asarray(rebank.intents_of_batch(
-        model.params, b, spec=cfg.model, inference=cfg.inference,
+    fresh = np.concatenate([np.asarray(perceive_intents(
+        model, b, inference=cfg.inference,
         intent_shoot_steps=cfg.train.intent_shoot_steps)) for b in batches])
     assert fresh_bank.shape == (16, 8)
     np.testing.assert_allclose(fresh_bank, fresh, atol=1e-6)
 
 
-def test_a_checkpoint_from_before_the_intent_bank_loads_with_an_empty_one(tiny_run, tmp_path):
-    state, meta = checkpoint.restore(tiny_run / "checkpoints")
-    params = dict(state["params"], intent={k: v for k, v in state["params"]["intent"].items()
-                                           if k not in ("bank", "bank_count")})
-    checkpoint.save(tmp_path / "checkpoints", 8, state=dict(state, params=params), config=meta["config"],
-                    metrics=meta["metrics"], data_position=meta["data_position"])
-    model, _ = train.load_model(tmp_path)
-    assert intents.bank_of(model.params) is None and int(model.params["intent"]["bank_count"]) == 0
-    np.testing.assert_array_equal(np.asarray(model.params["intent"]["mean"]),
-                                  np.asarray(params["intent"]["mean"]))
-
-
 def test_topdown_f0_diagnostic_measures_each_level_and_checks_its_input(tiny_run, capsys):
-    from pcmusic import data, diagnose
+    from pcmusic import data
+    from pcmusic.evaluation import diagnose
     from pcmusic.errors import PcmusicError
-    model, cfg = train.load_model(tiny_run)
+    model, cfg = checkpoint.load_model(tiny_run)
     spec = train.synthetic_spec(cfg, batch_size=8, n_frames=train.clip_frames(cfg))
     batch = data.synthetic_batch(jax.random.key(3), spec)
     f0 = np.asarray(batch.f0_hz)[:, :1]
@@ -191,7 +184,7 @@ def test_topdown_f0_diagnostic_measures_each_level_and_checks_its_input(tiny_run
 
 def test_refinement_experiment_compares_the_intents_heard_in_refined_and_unrefined_sounds(
         tiny_run, tmp_path, capsys):
-    from pcmusic import fidelity
+    from pcmusic.evaluation import fidelity
     from pcmusic.errors import PcmusicError
     sys.path.insert(0, str(ROOT / "experiments"))
     import refinement
@@ -204,9 +197,9 @@ def test_refinement_experiment_compares_the_intents_heard_in_refined_and_unrefin
     assert s["listen_steps"] == 2 and heard_last <= heard_first
     assert 0.0 <= s["fraction_closer"] <= 1.0 and s["mean_distance_refined"] > 0.0
     assert "refined perceived closer" in capsys.readouterr().out
-    model, cfg = train.load_model(tiny_run)
+    model, cfg = checkpoint.load_model(tiny_run)
     # what the model hears in a sound is what it would bank for it: the same function as rebank's
-    heard = fidelity.perceived_intents(model, np.asarray(train._Data(cfg).eval_batches(8)[0]),
+    heard = fidelity.perceived_intents(model, np.asarray(train.TrainingData(cfg).eval_batches(8)[0]),
                                        inference=cfg.inference, intent_shoot_steps=0)
     assert heard.shape == (8, cfg.model.latent_dims[-1]) and np.all(np.isfinite(heard))
     with pytest.raises(PcmusicError, match="n >= 2"):
@@ -215,13 +208,13 @@ def test_refinement_experiment_compares_the_intents_heard_in_refined_and_unrefin
 
 
 def test_a_diverged_batch_is_counted_and_skipped(tmp_path, monkeypatch):
-    batch = train._Data.batch
+    batch = train.TrainingData.batch
 
     def poisoned(self, step):
         audio = batch(self, step)
         return np.full_like(audio, np.nan) if step == 1 else audio
 
-    monkeypatch.setattr(train._Data, "batch", poisoned)
+    monkeypatch.setattr(train.TrainingData, "batch", poisoned)
     summary = train.train(tiny_config("train.n_steps=3", "train.eval_every=0"), tmp_path, progress=False)
     records = {r["step"]: r for r in outputs.read_metrics(tmp_path / "metrics.jsonl")}
     assert records[2]["diverged"] and records[2]["n_diverged"] == 1 and records[2]["energy"] is None
@@ -231,7 +224,7 @@ def test_a_diverged_batch_is_counted_and_skipped(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("overrides, fragment", [
-    (["data.sample_rate=8000"], "model.controls.sample_rate"),
+    (["data.sample_rate=8000"], "unknown key"),
     (["data.tuning=7-FOO"], "unknown tuning"),
     (["model.latent_dims=[8, 8]"], "a list of 3 items"),
     (["inference.n_steps=1.5"], "expected int"),
@@ -250,17 +243,17 @@ def test_batch_size_must_divide_over_the_devices(tmp_path):
 
 
 def test_folder_data_resumes_at_its_position(tmp_path):
-    from pcmusic import audio
+    from pcmusic.dsp import audio
 
     for i in range(3):
         audio.save(tmp_path / f"clip{i}.wav", np.full(16000, 0.1 * (i + 1), np.float32), 16000)
     cfg = tiny_config("data.kind=folder", f"data.folder={tmp_path}", "train.batch_size=2")
-    data = train._Data(cfg)
+    data = train.TrainingData(cfg)
     straight = [data.batch(s) for s in range(5)]
-    again = train._Data(cfg)
+    again = train.TrainingData(cfg)
     [again.batch(s) for s in range(2)]
     position = json.loads(json.dumps(again.position(2)))   # as a checkpoint stores it
-    resumed = train._Data(cfg)
+    resumed = train.TrainingData(cfg)
     resumed.seek(position)
     for s in range(2, 5):
         np.testing.assert_array_equal(resumed.batch(s), straight[s])

@@ -18,7 +18,7 @@ from typing import Iterator
 
 import numpy as np
 
-from pcmusic import fluid
+from pcmusic.data import fluid
 from pcmusic.bench.table import time_call
 
 FAMILIES = {"piano": 0, "organ (reed)": 20, "guitar": 24, "strings": 48, "brass": 61, "flute": 73}
@@ -90,7 +90,7 @@ def evaluate_notes(programs: dict, pitches, *, soundfont=None, sample_rate: int 
 def evaluate_dyads(programs: dict, *, n_per_interval: int, soundfont=None, sample_rate: int = 16000,
                    seed: int = 0) -> dict:
     """Share of two-note dyads (minor third .. octave) with both notes within 50 cents."""
-    from pcmusic.controls import ControlSpec
+    from pcmusic.model.controls import ControlSpec
     from pcmusic.perception import perceive
 
     rng = np.random.default_rng(seed)

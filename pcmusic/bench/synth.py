@@ -86,7 +86,7 @@ def _bank_rows(label, n_voices, seconds, sample_rate, n_harmonics, n_chunks, rep
     import jax
     import jax.numpy as jnp
 
-    from pcmusic import synth
+    from pcmusic.dsp import synth
     from pcmusic.bench.table import time_call
 
     hop = sample_rate // 100
@@ -151,7 +151,7 @@ def measure_tone(audio, sample_rate, freq_hz, *, block_s=0.1):
 def _phase_rows(minutes):
     import jax.numpy as jnp
 
-    from pcmusic import synth
+    from pcmusic.dsp import synth
 
     rows = []
     for sample_rate in (16000, 48000):

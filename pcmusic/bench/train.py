@@ -20,9 +20,9 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def _row(name: str, batch_size: int, *, n_repeats: int) -> dict:
-    from pcmusic import train
-    from pcmusic.config import load_config
     from pcmusic.data import batch_at
+    from pcmusic.training import loop as train
+    from pcmusic.training.config import load_config
 
     config = load_config(CONFIGS / f"{name}.toml", overrides=[f"train.batch_size={batch_size}"])
     mesh = train.make_mesh(jax.devices()[:1])
@@ -34,7 +34,7 @@ def _row(name: str, batch_size: int, *, n_repeats: int) -> dict:
     compiled = step.lower(state, audio).compile()
     compile_s = time.perf_counter() - start
     seconds = time_call(lambda: compiled(state, audio), n_repeats=n_repeats)
-    clip_s = audio.shape[1] / config.data.sample_rate
+    clip_s = audio.shape[1] / config.model.sample_rate
     return {"config": f"{name}.toml", "batch": batch_size, "clip s": clip_s,
             "settle steps": config.inference.n_steps, "device": jax.default_backend(),
             "compile s": compile_s, "ms/step": 1e3 * seconds, "clips/s": batch_size / seconds,

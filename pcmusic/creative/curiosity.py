@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pcmusic import synth
+from pcmusic.dsp import synth
 from pcmusic.creative import coevolve as co
 from pcmusic.creative import listener as lis
 from pcmusic.data.melodies import random_walk, temperature_for_entropy, walk_to_melody

@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from pcmusic import spectral
+from pcmusic.dsp import spectral
 from pcmusic.errors import ConfigError, PcmusicError
 from pcmusic.pc import maps
 from pcmusic.pc.energy import Hierarchy, init_params

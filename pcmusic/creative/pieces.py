@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pcmusic import synth
+from pcmusic.dsp import synth
 from pcmusic.errors import ConfigError
 
 

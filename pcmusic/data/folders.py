@@ -31,7 +31,7 @@ from typing import Iterator, Literal, NamedTuple
 import jax
 import numpy as np
 
-from pcmusic import audio as audio_io
+from pcmusic.dsp import audio as audio_io
 from pcmusic.errors import AudioFileError, PcmusicError
 
 EXTENSIONS = (".wav", ".flac", ".ogg")

@@ -21,7 +21,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from pcmusic import fluid
+from pcmusic.data import fluid
 from pcmusic.data.spec import SyntheticSpec
 from pcmusic.data.synthetic import sample_events
 from pcmusic.errors import PcmusicError

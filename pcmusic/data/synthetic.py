@@ -21,7 +21,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from pcmusic import synth
+from pcmusic.dsp import synth
 from pcmusic.data import timbre as tb
 from pcmusic.data.melodies import walk_to_melody
 from pcmusic.data.spec import SyntheticSpec

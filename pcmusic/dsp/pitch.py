@@ -1,0 +1,164 @@
+"""A fixed bottom-up encoder: initial f0 tracks and partial amplitudes from a spectrum.
+
+Hybrid inference (DESIGN.md): a fast feed-forward guess initialises the latents and
+iterative inference on the energy refines them. This encoder needs no training:
+  1. pitch salience by weighted harmonic summation over a log-spaced f0 grid, on a
+     compressed magnitude spectrum (Klapuri 2006, "Multiple fundamental frequency
+     estimation by summing harmonic amplitudes", ISMIR: weights (f + a) / (k f + b),
+     a = 52 Hz, b = 320 Hz, magnitude compression |X|^(2 * 0.33));
+  2. a track per voice by dynamic programming over the grid with a cost per
+     semitone jumped (an L1 distance transform keeps it linear in the grid size);
+  3. further voices from the salience left after the partials of the voices already
+     found are removed (explaining away);
+  4. partial amplitudes read off the spectrum at the partials' bins.
+It proposes; the oscillator-bank energy decides (see `pcmusic.perceive`).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from pcmusic.dsp import spectral
+
+CENTS_STEP = 10.0
+KLAPURI_ALPHA_HZ = 52.0
+KLAPURI_BETA_HZ = 320.0
+COMPRESSION = 0.66   # |X|^(2 nu), nu = 0.33 (Klapuri's spectral whitening exponent)
+MAX_HARMONICS = 20
+JUMP_COST_PER_SEMITONE = 0.5
+SALIENCE_FLOOR = 1e-3
+
+
+def analysis_fft_size(sample_rate: int) -> int:
+    """Power-of-two FFT size nearest 100 ms: resolves partials of a 40 Hz tone."""
+    return int(2 ** round(np.log2(0.1 * sample_rate)))
+
+
+def f0_grid(f0_min_hz: float, f0_max_hz: float, *, cents_step: float = CENTS_STEP) -> np.ndarray:
+    """Log-spaced candidate f0s in Hz, `cents_step` apart: float32 `[G]`."""
+    n = int(np.floor(1200 * np.log2(f0_max_hz / f0_min_hz) / cents_step)) + 1
+    return (f0_min_hz * 2.0 ** (np.arange(n) * cents_step / 1200)).astype(np.float32)
+
+
+def compressed_spectrum(audio, *, sample_rate: int, hop: int, n_frames: int) -> jax.Array:
+    """|X|^COMPRESSION at the control frames: float32 `[..., n_frames, n_fft // 2 + 1]`."""
+    n_fft = analysis_fft_size(sample_rate)
+    x = spectral.magnitude(spectral.stft(jnp.asarray(audio, jnp.float32), n_fft=n_fft, hop=hop))
+    return jnp.power(x[..., :n_frames, :] + 1e-12, COMPRESSION)
+
+
+def _harmonic_sampler(grid_hz: np.ndarray, *, sample_rate: int, n_fft: int):
+    """Static gather positions and Klapuri weights for harmonic summation over the grid."""
+    k = np.arange(1, MAX_HARMONICS + 1, dtype=np.float64)
+    freqs = grid_hz[:, None].astype(np.float64) * k[None, :]
+    valid = freqs < 0.45 * sample_rate
+    weights = np.where(valid, (grid_hz[:, None] + KLAPURI_ALPHA_HZ) / (freqs + KLAPURI_BETA_HZ), 0.0)
+    pos = np.clip(freqs * n_fft / sample_rate, 0, n_fft // 2 - 1.001)
+    lower = np.floor(pos).astype(np.int32)
+    return lower, (pos - lower).astype(np.float32), weights.astype(np.float32)
+
+
+def salience(spectrum: jax.Array, grid_hz: np.ndarray, *, sample_rate: int) -> jax.Array:
+    """Harmonic-sum salience of every grid f0: `[..., n_frames, bins]` -> `[..., n_frames, G]`."""
+    n_fft = 2 * (spectrum.shape[-1] - 1)
+    lower, frac, weights = _harmonic_sampler(grid_hz, sample_rate=sample_rate, n_fft=n_fft)
+    # A max over neighbouring bins tolerates partials a little off the harmonic grid.
+    peak = jnp.maximum(spectrum, jnp.maximum(jnp.roll(spectrum, 1, -1), jnp.roll(spectrum, -1, -1)))
+    lo = jnp.take(peak, jnp.asarray(lower.reshape(-1)), axis=-1)
+    hi = jnp.take(peak, jnp.asarray(lower.reshape(-1) + 1), axis=-1)
+    f = jnp.asarray(frac.reshape((1,) * (spectrum.ndim - 1) + (-1,)))
+    vals = (lo * (1 - f) + hi * f).reshape(spectrum.shape[:-1] + lower.shape)
+    return jnp.einsum("...gk,gk->...g", vals, jnp.asarray(weights))
+
+
+def _l1_min_filter(cost: jax.Array, slope: jax.Array):
+    """min_h cost[h] + slope * |g - h| and its argmin, for every g (linear time)."""
+    index = jnp.arange(cost.shape[-1], dtype=jnp.int32)
+    g = index.astype(jnp.float32)
+    slope = jnp.asarray(slope, jnp.float32)
+
+    def pick(a, b):
+        return jnp.where(b[0] < a[0], b[0], a[0]), jnp.where(b[0] < a[0], b[1], a[1])
+
+    left_v, left_i = lax.associative_scan(pick, (cost - slope * g, index))
+    right_v, right_i = lax.associative_scan(pick, (cost + slope * g, index), reverse=True)
+    left_v, right_v = left_v + slope * g, right_v - slope * g
+    return jnp.minimum(left_v, right_v), jnp.where(right_v < left_v, right_i, left_i)
+
+
+def track(sal: jax.Array, *, jump_cost_per_semitone: float = JUMP_COST_PER_SEMITONE,
+          cents_step: float = CENTS_STEP) -> jax.Array:
+    """Best path through the grid: salience `[n_frames, G]` -> grid indices int32 `[n_frames]`.
+
+    Minimises sum_t -log(S_t(g_t) / max S_t + floor) + cost * |semitones jumped|,
+    exactly, by dynamic programming (Viterbi with an L1 transition cost).
+    """
+    local = -jnp.log(sal / (jnp.max(sal, axis=-1, keepdims=True) + 1e-12) + SALIENCE_FLOOR)
+    slope = jnp.float32(jump_cost_per_semitone * cents_step / 100.0)
+
+    def forward(acc, cost_t):
+        best, arg = _l1_min_filter(acc, slope)
+        return best + cost_t, arg
+
+    final, back = lax.scan(forward, local[0], local[1:])
+    last = jnp.argmin(final).astype(jnp.int32)
+
+    def backward(i, arg_t):
+        prev = arg_t[i]
+        return prev, prev
+
+    _, path = lax.scan(backward, last, back, reverse=True)
+    return jnp.concatenate([path, last[None]])
+
+
+def remove_partials(spectrum: jax.Array, f0_hz: jax.Array, *, sample_rate: int,
+                    width: float = 0.03) -> jax.Array:
+    """Zero the bins within +-width (relative) of every partial k * f0 (explaining away).
+
+    spectrum `[n_frames, bins]`, f0_hz `[n_frames]` -> `[n_frames, bins]`.
+    """
+    n_fft = 2 * (spectrum.shape[-1] - 1)
+    bin_hz = jnp.arange(spectrum.shape[-1], dtype=jnp.float32) * jnp.float32(sample_rate / n_fft)
+    ratio = bin_hz[None, :] / f0_hz[:, None]
+    k = jnp.round(ratio)
+    # Half a bin either side at least, so a low partial's main lobe goes too.
+    tolerance = jnp.maximum(width * k, 1.5 * sample_rate / n_fft / f0_hz[:, None])
+    near = (k >= 1) & (jnp.abs(ratio - k) <= tolerance)
+    return jnp.where(near, 0.0, spectrum)
+
+
+def read_amplitudes(audio, f0_hz: jax.Array, *, sample_rate: int, hop: int, n_harmonics: int) -> jax.Array:
+    """Linear peak amplitude of partials k * f0 read off a ~64 ms STFT.
+
+    audio `[n_samples]`, f0_hz `[n_voices, n_frames]` -> `[n_voices, n_frames, n_harmonics]`
+    (a sinusoid of amplitude A has STFT magnitude A / 2 with this scaling).
+    """
+    n_fft = int(2 ** round(np.log2(0.064 * sample_rate)))
+    n_frames = f0_hz.shape[-1]
+    mag = spectral.magnitude(spectral.stft(jnp.asarray(audio, jnp.float32), n_fft=n_fft, hop=hop))
+    mag = mag[:n_frames]
+    k = jnp.arange(1, n_harmonics + 1, dtype=jnp.float32).reshape(1, 1, n_harmonics)
+    freqs = f0_hz[..., None] * k                                     # [V, F, H]
+    pos = jnp.clip(jnp.round(freqs * n_fft / sample_rate).astype(jnp.int32), 0, n_fft // 2)
+    frames = jnp.broadcast_to(jnp.arange(n_frames)[None, :, None], pos.shape)
+    amp = 2.0 * mag[frames, pos]
+    return jnp.where(freqs < 0.48 * sample_rate, amp, 0.0)
+
+
+def propose(audio, *, sample_rate: int, hop: int, n_frames: int, n_voices: int,
+            f0_min_hz: float, f0_max_hz: float) -> jax.Array:
+    """Initial f0 tracks: float32 audio `[n_samples]` -> Hz `[n_voices, n_frames]`.
+
+    Voice v is the best track through the salience left once voices < v are
+    explained away. Traceable (jit with the keyword arguments static).
+    """
+    grid = f0_grid(f0_min_hz, f0_max_hz)
+    spectrum = compressed_spectrum(audio, sample_rate=sample_rate, hop=hop, n_frames=n_frames)
+    tracks = []
+    for _ in range(n_voices):
+        f0 = jnp.asarray(grid)[track(salience(spectrum, grid, sample_rate=sample_rate))]
+        tracks.append(f0)
+        spectrum = remove_partials(spectrum, f0, sample_rate=sample_rate)
+    return jnp.stack(tracks)

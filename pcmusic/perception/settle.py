@@ -1,0 +1,231 @@
+"""One settle: the inference that perception, training, listening and evaluation share.
+
+Perception is inference: with the sensory level clamped to a sound x (scaled to the
+reference level, `pcmusic.model.sensory.normalise`), minimise
+
+    E = pi_s * 0.5 * sum_r w_r ||blur_t(phi_r(x) - phi_r(synth(c)))||^2   sensory
+      + prior(c)                                    structural prior (`pcmusic.model.priors`)
+      + E_up(c, z2, z3, top)                        with a model (`AudioModel.upper_energy`)
+
+over the controls c and, with a model, the latents above them. Inference starts from
+the fixed pitch proposal (`pcmusic.dsp.pitch`) and, with a model, the upper latents
+settled on it (`settle_upper`: the top shot through the top-down maps, then z2, z3, top
+settled with the controls clamped); then Adam runs on everything with a coarse-to-fine
+schedule: the sensory error is blurred along frequency by a Gaussian whose width starts
+at `blur` times the clip's median f0 and falls to zero over the first half, so f0 first
+finds the right basin and then the exact partial positions. With a model the upper
+latents are settled once more on the final controls. Several octave starts (shifts of
+the proposal) run under vmap in `settle_batch`; the lowest final energy wins per clip.
+
+Shooting: relaxing the free chain z2, z3, top from the encoder's guess climbs to the top
+that explains the controls only slowly (the gradient moves up one level per step), so
+`shoot_top` runs Adam on the top alone with every level below it its top-down
+prediction, min_top E_up(c, g(top), top), from several starts, keeping per clip the top
+of lowest energy.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from pcmusic import pc
+from pcmusic.dsp import pitch
+from pcmusic.model import controls as controls_lib
+from pcmusic.model import intents, priors, sensory
+from pcmusic.pc import optim
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceSpec:
+    """How perception settles. Learning rates are Adam step sizes at the start of a
+    cosine decay: lr_f0 in octaves of log2 f0 (0.004 = 4.8 cents), lr_amp in natural
+    log units of amplitude, lr_latent for latents above the controls.
+    blur: initial blur s.d. as a fraction of the clip's median f0 (0 disables).
+    sensory_precision: pi_s. octave_starts: multi-start octave shifts of the proposal.
+    n_upper_steps / lr_upper: with a trained model, the latents above the controls are
+    also settled alone (controls clamped; cheap, no synthesis) before and after the
+    joint inference, with Adam at lr_upper: deep levels converge far more slowly than
+    the controls, and a joint run long enough for them would be all synthesis.
+    n_shoot_steps / lr_shoot: before that, the top is found by shooting (Adam on the top
+    alone through the top-down maps; `shoot_top`); 0 uses the amortised encoder's guess."""
+
+    n_steps: int = 200
+    lr_f0: float = 0.004
+    lr_amp: float = 0.05
+    lr_latent: float = 0.05
+    blur: float = 0.05
+    sensory_precision: float = 0.01
+    octave_starts: tuple[float, ...] = (0.0,)
+    n_upper_steps: int = 100
+    lr_upper: float = 0.01
+    n_shoot_steps: int = 100
+    lr_shoot: float = 0.03
+
+
+def _labels(latents: dict) -> dict:
+    tree = {"controls": {k: ("f0" if k == "log2_f0" else "amp") for k in latents["controls"]},
+            "upper": jax.tree.map(lambda _: "latent", latents["upper"])}
+    return tree
+
+
+def latent_optimizer(latents: dict, spec: InferenceSpec, *, clamp=None) -> optax.GradientTransformation:
+    """Adam per group of latents with cosine-decayed step sizes (see InferenceSpec).
+
+    `pc.infer` hands the optimiser the list of free (unclamped) leaves, so the group
+    labels are given in that order.
+    """
+    def adam(peak):
+        return optax.adam(optax.cosine_decay_schedule(peak, max(spec.n_steps, 1), alpha=0.01))
+    part = pc.partition(clamp, latents)
+    labels = [label for label, fixed in zip(jax.tree.leaves(_labels(latents)), part.fixed) if not fixed]
+    return optax.multi_transform({"f0": adam(spec.lr_f0), "amp": adam(spec.lr_amp),
+                                  "latent": adam(spec.lr_latent)}, labels)
+
+
+def make_energy_fn(observed: tuple, blur0_hz: jax.Array, *, cspec, sspec, prior, inference,
+                   model=None):
+    """`(latents, step) -> (E, aux)` for `pc.infer`; aux["energies"] is per level
+    (sensory, controls, then the model's upper levels)."""
+    def fn(latents, step):
+        c = latents["controls"]
+        blur_hz = blur0_hz * sensory.blur_fade(step, inference.n_steps)
+        e_sens, errors = sensory.sensory_energy(c, observed, blur_hz, cspec=cspec, sspec=sspec,
+                                                precision=inference.sensory_precision)
+        terms = [jnp.sum(e_sens), jnp.sum(priors.energy(c, prior, cspec))]
+        all_errors = [errors, None]
+        if model is not None:
+            e_up, aux_up = model.upper_energy(c, latents["upper"], step=step)
+            terms[1] = terms[1] + aux_up["energies"][0]
+            terms += list(aux_up["energies"][1:])
+            all_errors[1] = aux_up["errors"][0]
+            all_errors += list(aux_up["errors"][1:])
+        energies = jnp.stack(terms)
+        return jnp.sum(energies), {"energies": energies, "errors": tuple(all_errors)}
+
+    return fn
+
+
+def initial_controls(audio: jax.Array, *, cspec: controls_lib.ControlSpec, n_frames: int) -> dict:
+    """Encoder proposal for one clip: audio `[n]` -> Controls with batch 1."""
+    f0 = pitch.propose(audio, sample_rate=cspec.sample_rate, hop=cspec.hop, n_frames=n_frames,
+                         n_voices=cspec.n_voices, f0_min_hz=cspec.f0_min_hz, f0_max_hz=cspec.f0_max_hz)
+    amps = pitch.read_amplitudes(audio, f0, sample_rate=cspec.sample_rate, hop=cspec.hop,
+                                   n_harmonics=cspec.n_harmonics) / cspec.n_voices
+    c = controls_lib.zeros(cspec, 1, n_frames)
+    c["log2_f0"] = jnp.log2(f0)[None]
+    c["log_amp"] = jnp.log(amps + 1e-5)[None]
+    c["log_noise"] = jnp.full_like(c["log_noise"], np.log(1e-3))
+    return c
+
+
+def resolve_specs(*, model=None, n_voices: int = 1, cspec=None, sspec=None, prior=None,
+                  inference=None) -> tuple:
+    """(cspec, sspec, prior, inference): the model's control and sensory specs where a model
+    is given (its prior unless `prior` is), else the given ones or the defaults."""
+    if model is not None:
+        cspec, sspec = model.spec.controls, model.spec.sensory
+        prior = prior or model.spec.prior
+    cspec = cspec or controls_lib.ControlSpec(n_voices=n_voices)
+    sspec = sensory.resolve(sspec or sensory.SensorySpec(), cspec.sample_rate)
+    return cspec, sspec, prior or priors.ControlPrior(), inference or InferenceSpec()
+
+
+def shoot_top(model, controls: dict, starts: list, *, n_steps: int, learning_rate: float) -> tuple:
+    """(z2, z3, top) for controls `[B, ...]`: the top shot from each of `starts` (tops
+    `[B, 1, d_top]`) for n_steps of Adam at learning_rate, the lowest-energy one per clip,
+    with z2, z3 its top-down predictions. `model`: an `AudioModel`."""
+    n_frames = controls["log2_f0"].shape[-1]
+
+    def energy(t, c):                            # summed over clips; each top moves alone
+        _, z2, z3, _ = model.predict_down(t, n_frames)
+        return model.upper_energy(c, (z2, z3, t))[0]
+
+    def clip_energies(t):                        # [B]
+        one = lambda tt, cc: energy(tt[None], jax.tree.map(lambda x: x[None], cc))  # noqa: E731
+        return jax.vmap(one)(t, controls)
+
+    opt = optax.adam(learning_rate)
+
+    def step(carry, _):
+        t, state = carry
+        t, state = optim.apply(opt, jax.grad(energy)(t, controls), state, t)
+        return (t, state), None
+
+    def shoot(t0):
+        (t, _), _ = jax.lax.scan(step, (t0, opt.init(t0)), None, length=n_steps)
+        return t, clip_energies(t)
+
+    best_top, best = shoot(starts[0])
+    for t0 in starts[1:]:   # a loop, not a vmap over starts: a vmap deadlocked sharded training
+        t, e = shoot(t0)
+        best_top, best = jnp.where((e < best)[:, None, None], t, best_top), jnp.minimum(e, best)
+    _, z2, z3, _ = model.predict_down(best_top, n_frames)
+    return (z2, z3, best_top)
+
+
+def settle_upper(model, controls: dict, inference: InferenceSpec, *, top=None) -> tuple:
+    """(z2, z3, top) for clamped controls `[B, ...]`: the top shot from the amortised
+    guess, the intent mean and `top` `[B, 1, d_top]` where given (`shoot_top`;
+    inference.n_shoot_steps 0 keeps the guess), then z2, z3, top settled together for
+    inference.n_upper_steps (`AudioModel.settle_upper`)."""
+    upper = model.encode_upper(controls)
+    if inference.n_shoot_steps > 0:
+        guess = upper[-1]
+        mean = intents.intent_stats(model.params)[0]
+        starts = [guess, jnp.broadcast_to(mean, guess.shape)] + ([] if top is None else [top])
+        upper = shoot_top(model, controls, starts, n_steps=inference.n_shoot_steps,
+                          learning_rate=inference.lr_shoot)
+    return model.settle_upper(controls, upper, n_steps=inference.n_upper_steps,
+                              learning_rate=inference.lr_upper)
+
+
+def settle(audio, *, inference: InferenceSpec, model=None, cspec=None, sspec=None, prior=None,
+           shift=0.0, record_stride: int | None = None) -> pc.InferenceResult:
+    """Settle clips float32 `[B, n_frames * hop]` at the reference level (traceable).
+
+    The pitch proposal gives each clip's controls (shifted by `shift` octaves), the model
+    (an `AudioModel`, or None for the structural prior alone) the upper latents, and one
+    inference over the batch settles them (module docstring). cspec / sspec / prior as in
+    `resolve_specs`. Returns the `pc.InferenceResult`: latents {"controls", "upper"} with
+    leading batch axis B, the energy summed over the batch, per-level terms in
+    aux["energies"] (sensory, controls, then z2, z3, top with a model).
+    """
+    cspec, sspec, prior, inference = resolve_specs(model=model, cspec=cspec, sspec=sspec, prior=prior,
+                                                   inference=inference)
+    n_frames = audio.shape[-1] // cspec.hop
+    c = jax.vmap(lambda x: initial_controls(x, cspec=cspec, n_frames=n_frames))(audio)
+    c = jax.tree.map(lambda a: a[:, 0], c)   # drop the per-clip batch axis of 1
+    c = dict(c, log2_f0=c["log2_f0"] + shift)
+    observed = sensory.observe(audio, sspec)
+    blur0 = sensory.initial_blur_hz(c, inference.blur)
+    upper = () if model is None else settle_upper(model, c, inference)
+    latents = {"controls": c, "upper": upper}
+    fn = make_energy_fn(observed, blur0, cspec=cspec, sspec=sspec, prior=prior,
+                        inference=inference, model=model)
+    result = pc.infer(fn, latents, optimizer=latent_optimizer(latents, inference),
+                      n_steps=inference.n_steps, record_stride=record_stride)
+    if model is None:
+        return result
+    c = result.latents["controls"]
+    latents = {"controls": c, "upper": settle_upper(model, c, inference, top=result.latents["upper"][-1])}
+    energy, aux = fn(latents, jnp.int32(inference.n_steps))
+    return result._replace(latents=latents, energy=energy, aux=aux)
+
+
+@functools.partial(jax.jit, static_argnames=("cspec", "sspec", "prior", "inference", "record_stride"))
+def settle_batch(audio, model=None, *, cspec, sspec, prior, inference,
+                 record_stride=None) -> pc.InferenceResult:
+    """`settle` each clip of `[B, n_frames * hop]` (at the reference level) alone, from
+    every octave start of `inference.octave_starts` (vmapped). Returns an
+    InferenceResult with leading axes [B, n_starts]."""
+    def one_clip(x):
+        def one_start(shift):
+            return settle(x[None], inference=inference, model=model, cspec=cspec, sspec=sspec,
+                          prior=prior, shift=shift, record_stride=record_stride)
+        return jax.vmap(one_start)(jnp.asarray(inference.octave_starts, jnp.float32))
+    return jax.vmap(one_clip)(audio)

@@ -1,0 +1,81 @@
+"""The fixed spectral encoder: salience peaks, exact tracking, explaining away, read-off."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pcmusic.dsp import pitch, synth
+
+SR, HOP = 16000, 128
+
+
+def _tone(f0_hz, n_frames, *, n_harmonics=12, slope=1.0, sample_rate=SR):
+    f0 = jnp.broadcast_to(jnp.asarray(f0_hz, jnp.float32), (n_frames,))
+    k = jnp.arange(1, n_harmonics + 1, dtype=jnp.float32)
+    amps = jnp.broadcast_to(0.3 * k ** -slope, (n_frames, n_harmonics))
+    return synth.harmonic(f0, amps, sample_rate=sample_rate, hop=HOP)
+
+
+@pytest.mark.parametrize("f0_hz", [82.4, 196.0, 440.0, 1046.5])
+def test_salience_peaks_at_the_fundamental_not_an_octave(f0_hz):
+    n_frames = 40
+    spec = pitch.compressed_spectrum(_tone(f0_hz, n_frames), sample_rate=SR, hop=HOP, n_frames=n_frames)
+    grid = pitch.f0_grid(40.0, 2000.0)
+    sal = pitch.salience(spec, grid, sample_rate=SR)
+    best = grid[np.asarray(jnp.argmax(sal[20]))]
+    assert abs(1200 * np.log2(best / f0_hz)) <= pitch.CENTS_STEP
+
+
+def test_l1_min_filter_matches_brute_force():
+    rng = np.random.default_rng(0)
+    cost = jnp.asarray(rng.normal(size=50).astype(np.float32))
+    best, arg = pitch._l1_min_filter(cost, jnp.float32(0.3))
+    g = np.arange(50)
+    brute = np.asarray(cost)[None, :] + 0.3 * np.abs(g[:, None] - g[None, :])
+    np.testing.assert_allclose(best, brute.min(1), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(cost)[np.asarray(arg)] + 0.3 * np.abs(g - np.asarray(arg)),
+                               brute.min(1), rtol=1e-5, atol=1e-5)
+
+
+def test_track_is_the_exact_dynamic_programming_optimum():
+    rng = np.random.default_rng(1)
+    sal = jnp.asarray(rng.uniform(0.1, 1.0, size=(6, 7)).astype(np.float32))
+    path = np.asarray(pitch.track(sal, jump_cost_per_semitone=0.2, cents_step=100.0))
+    local = -np.log(np.asarray(sal) / np.asarray(sal).max(1, keepdims=True) + pitch.SALIENCE_FLOOR)
+
+    def cost(p):
+        return local[np.arange(6), p].sum() + 0.2 * np.abs(np.diff(p)).sum()
+
+    import itertools
+    best = min(itertools.product(range(7), repeat=6), key=lambda p: cost(np.array(p)))
+    assert cost(path) == pytest.approx(cost(np.array(best)), rel=1e-5)
+
+
+def test_track_follows_a_two_note_melody():
+    a = _tone(220.0, 30)
+    b = _tone(330.0, 30)
+    f0 = pitch.propose(jnp.concatenate([a, b]), sample_rate=SR, hop=HOP, n_frames=60, n_voices=1,
+                         f0_min_hz=40.0, f0_max_hz=2000.0)
+    cents = 1200 * np.log2(np.asarray(f0[0]) / np.r_[np.full(30, 220.0), np.full(30, 330.0)])
+    inside = np.r_[np.arange(5, 25), np.arange(37, 55)]  # away from the change and the edges
+    assert np.all(np.abs(cents[inside]) < 15)
+
+
+def test_second_voice_is_found_after_explaining_away():
+    n = 40
+    audio = _tone(196.0, n) + _tone(293.7, n)  # a fifth: the sub-octave would explain both
+    f0 = np.asarray(pitch.propose(audio, sample_rate=SR, hop=HOP, n_frames=n, n_voices=2,
+                                    f0_min_hz=40.0, f0_max_hz=2000.0))
+    found = np.median(f0[:, 10:30], axis=1)
+    for ref in (196.0, 293.7):
+        assert np.min(np.abs(1200 * np.log2(found / ref))) < 30
+
+
+def test_read_amplitudes_recovers_partial_amplitudes():
+    n = 40
+    audio = _tone(300.0, n, n_harmonics=6, slope=1.0)
+    amps = pitch.read_amplitudes(audio, jnp.full((1, n), 300.0), sample_rate=SR, hop=HOP, n_harmonics=8)
+    got = np.median(np.asarray(amps[0, 8:32]), axis=0)
+    want = np.r_[0.3 / np.arange(1, 7), 0.0, 0.0]
+    np.testing.assert_allclose(got[:6], want[:6], rtol=0.15)
+    assert np.all(got[6:] < 0.02)
