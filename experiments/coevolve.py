@@ -1,5 +1,5 @@
 """Coevolution experiment: minimal criterion coevolution of pieces and listeners
-(RESEARCH.md sec. 3; Brant & Stanley 2017, 2020; MODES, Dolson et al. 2019).
+(Brant & Stanley 2017, 2020; MODES, Dolson et al. 2019).
 
 Generators are pieces (a looped melody in Hz and a stretched-partial timbre, rendered by
 the oscillator bank); listeners are PC listeners that learn from the pieces they like,

@@ -1,6 +1,6 @@
 """Time one PC training workload in pcmusic and in the anchor libraries PCX, JPC and FabricPC.
 
-Workload (issue 3): a discriminative PC MLP, widths 784-512-512-10 at batch 256 (and,
+Workload: a discriminative PC MLP, widths 784-512-512-10 at batch 256 (and,
 with --wide, 4096x4 at a batch that fits the machine), tanh hidden layers, linear label
 layer, squared-error energies; input clamped at the source of the predictions and one-hot
 labels clamped at the other end; one train step = feed-forward initialisation, T = 20

@@ -1,10 +1,10 @@
-"""Curiosity experiment: compression progress of a PC listener (RESEARCH.md sec. 4).
+"""Curiosity experiment: compression progress of a PC listener (Schmidhuber 2010).
 
 Per seed, a fresh listener develops on an environment of melodies and noise
 (`pcmusic.creative.curiosity.develop`); then, always from that experienced state:
 - CP for three processes: a periodic tone pattern (a loop of distinct pitches), a
   constant tone and white noise (learn on the first segment, evaluate on the held-out
-  continuation; noise's held-out segment is an independent draw). Each is measured twice
+  continuation; noise's held-out segment is an independent draw). Each is scored twice
   on the same instances: by the developed listener ("developed") and after the listener
   has heard `n_familiar` other instances of the same process ("familiar": it knows the
   process, so what is left is what a new instance brings; Schmidhuber's noise is boring
@@ -156,7 +156,7 @@ def compiled(cfg: CuriosityExperiment) -> dict:
                                                   spec=spec, n_learn=n_learn)
             out[kind] = {"developed": cp_each(params, x[pr.n_familiar:], pr.n_train),
                          "sequence": sequence}
-            if kind == "periodic":   # the first measured instance, heard again and again
+            if kind == "periodic":   # the first of the n_measure instances, heard again and again
                 first = x[pr.n_familiar]
                 out["repetitions"] = cur.repeated_progress(
                     params, first[:pr.n_train], first[pr.n_train:], spec=spec, n_learn=n_learn,

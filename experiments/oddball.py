@@ -1,9 +1,9 @@
-"""Oddball experiment: a PC listener's mismatch response (RESEARCH.md sec. 6).
+"""Oddball experiment: a PC listener's mismatch response (Lieder et al. 2013).
 
 A listener (pcmusic.creative.listener) hears pure-tone streams online, learning after
 every tone: a standard (1000 Hz) with rare deviants, the first tones standard and never
 two deviants in a row. Its surprise (settled free energy per frame) is averaged over
-each tone's response window. Measured per seed: deviant / standard error ratio with a
+each tone's response window. Reported per seed: deviant / standard error ratio with a
 permutation-test p; the ratio for several frequency gaps and deviant probabilities
 (every stream heard by the same fresh listener); then, continuing from the listener
 that heard the main stream, the error over repetitions of a new standard and the error

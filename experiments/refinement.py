@@ -5,10 +5,10 @@ reports the mean energy (first, last, ratio; never rising) and how often the int
 model perceives in the refined output lies nearer the clamped intent than the one it
 perceives in the unrefined output. --listen N (default 4) then listens N steps: the
 model perceives each sound as it perceives any (the run's [inference]) and corrects
-its action until the sound is heard as its beliefs predict (`pcmusic.listening`);
+its action until the sound is heard as its beliefs predict (`pcmusic.generation.listening`);
 --listen 0 reports refinement alone. --rebank N first re-banks the intents of N held-out
-clips under the checkpoint's params (for checkpoints saved mid-run, or before runs
-ended by re-banking).
+clips under the checkpoint's params (for checkpoints saved mid-run, whose bank holds
+tops settled under earlier params).
 
     python experiments/refinement.py --ckpt runs/demo/train [--n 32] [--seconds 0.5]
         [--refine 40] [--listen 4] [--seed 0] [--rebank 64] [--refine-spec run|default] [--json OUT]

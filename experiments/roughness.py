@@ -1,5 +1,5 @@
 """Roughness experiment: consonant intervals as minima of Sethares' roughness, and how
-they move with the timbre (RESEARCH.md sec. 5; Sethares 1993).
+they move with the timbre (Sethares 1993).
 
 For each timbre (harmonic or stretched partials) the dyad roughness curve is descended
 by Adam on log(ratio) from random starts within +-1.5% of each predicted minimum (the

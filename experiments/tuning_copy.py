@@ -1,26 +1,24 @@
 """Tuning copy: does a model trained on one tuning generate in that tuning?
 
-The copy-model baseline the project argues against (RESEARCH.md): a generative model
+The copy-model baseline the project argues against: a generative model
 trained on a corpus reproduces the corpus's statistics, here its tuning. For each
 tuning (5-TET and 12-TET by default) the same hierarchy is trained on synthetic
 notes in that tuning (`pcmusic.training`), then generates sounds (intents drawn from the
 bank a run ends with, the intents of held-out clips under the final params, at
 `intent_bandwidth`; rendered at `temperature`; refined by listening, `pcmusic.generate`).
-Their pitches are measured
-by *perceiving* the generated audio with the untrained default listener
-(`pcmusic.perceive`, model=None: no access to the generator's controls, and no
-knowledge of any tuning); the generator's own control f0 (where its voice is audible)
-is reported beside it. The same listener perceives held-out clips of each training
-corpus: the reference that shows what "following the tuning" looks like, measured
-with the same instrument.
+Their pitches are read by *perceiving* the generated audio with the untrained
+default listener (`pcmusic.perceive`, model=None: no access to the generator's
+controls, and no knowledge of any tuning); the generator's own control f0 (where its
+voice is audible) is reported beside it. The same listener perceives held-out clips of
+each training corpus: the reference that shows what "following the tuning" looks like,
+read by the same instrument.
 
 Measure: pitch class = 1200 log2(f0 / f_ref) mod 1200 cents per voiced frame, and
 for each tuning T its lattice enrichment: the fraction of frames within
 +-window_cents of T's lattice (`pcmusic.data.scale_error_cents`), divided by the
 fraction a uniform pitch distribution would put there (1 = no preference for T).
 A set of sounds follows tuning T when its enrichment for T is at least FOLLOW_ENRICHMENT
-(twice chance) and exceeds that for every other tuning. (The corpora, perceived by the
-same listener, reach about 3x for 12-TET and 6x for 5-TET.)
+(twice chance) and exceeds that for every other tuning.
 
     python experiments/tuning_copy.py [--config configs/tuning_copy.toml] [--out runs/tuning_copy]
                                       [--quick] [--set key=value ...]

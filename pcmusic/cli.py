@@ -5,7 +5,7 @@ and a missing optional dependency only affects the command that needs it.
 Errors the user can fix (`PcmusicError`) are printed as one message, exit 2.
 Outputs are written whole or not at all (temporary file, then rename) and existing
 outputs are never overwritten without --force. Compiled programs are cached on disk
-(`pcmusic.train.enable_compilation_cache`), so a second run starts in seconds.
+(`pcmusic.training.loop.enable_compilation_cache`), so a second run starts in seconds.
 """
 from __future__ import annotations
 
@@ -143,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("train", help="train or resume a run from a TOML config")
-    p.add_argument("--config", required=True, help="e.g. configs/default.toml")
+    p.add_argument("--config", required=True,
+                   help="a TOML file, or a shipped config by name: tiny, default, ...")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.n_steps=200 (repeatable)")
     p.add_argument("--workdir", required=True, help="run directory; resumes if it holds a checkpoint")

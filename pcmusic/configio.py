@@ -5,7 +5,7 @@ fields of type int, float, str, bool, `Literal[...]`, `tuple[...]`, `X | None` o
 another dataclass is a schema. Validation is strict and explains itself: unknown
 keys name the accepted keys (and the closest one), wrong types name the value and
 the expected type. Schemas may validate values in `__post_init__` with `require`.
-pcmusic's own schema is `pcmusic.config.Config`.
+pcmusic's own schema is `pcmusic.training.config.Config`.
 """
 from __future__ import annotations
 

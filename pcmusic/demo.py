@@ -9,7 +9,7 @@ Nothing to download. In `workdir` (default runs/demo):
                  network: note.wav, percept.json, pitch_track.png;
   3. generate/   sounds generated from intents like those met in training, refined
                  (REFINE_STEPS), then listened to with the network's own perception and
-                 corrected (LISTEN_STEPS, `pcmusic.listening`): sample_i.wav,
+                 corrected (LISTEN_STEPS, `pcmusic.generation.listening`): sample_i.wav,
                  sample_i_unrefined.wav, sample_i.png (spectrogram, energy per step);
   4. summary.json and a printed list of what is where.
 
@@ -41,7 +41,7 @@ PERCEIVE_STEPS = 200        # perception settles longer than training's 30 steps
 
 def demo_config(n_steps: int = DEMO_STEPS) -> Config:
     """configs/tiny.toml's model, data and inference with the demo's schedule
-    (tests check that the two differ only in `pcmusic.config.SCHEDULE_KEYS`)."""
+    (tests check that the two differ only in `pcmusic.training.config.SCHEDULE_KEYS`)."""
     return config_from_dict(Config, {
         "model": {"latent_dims": [16, 16, 8], "rate_factors": [4, 4], "hidden": 32, "kernel_size": 5,
                   "controls": {"hop": 128, "n_harmonics": 24, "n_noise_bands": 8,

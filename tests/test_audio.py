@@ -168,9 +168,9 @@ def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch, error):
 
 def test_core_imports_without_soundfile():
     code = ("import sys; sys.modules['soundfile'] = None; sys.modules['soxr'] = None\n"
-            "import pcmusic, pcmusic.audio, pcmusic.errors\n"
+            "import pcmusic, pcmusic.dsp.audio, pcmusic.errors\n"
             "pcmusic.audio.validate([0.0, 0.5], 16000)\n"
-            "try:\n    pcmusic.audio.load('x.wav')\nexcept ImportError:\n    print('lazy')\n")
+            "try:\n    pcmusic.dsp.audio.load('x.wav')\nexcept ImportError:\n    print('lazy')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "lazy", out.stderr
 

@@ -90,6 +90,7 @@ def test_one_device_gives_the_same_losses_as_eight(tiny_run, tmp_path):
 KILL_IN_SAVE = """
 import os, signal, sys
 from pcmusic import cli
+from pcmusic.training import checkpoint
 save = checkpoint.Checkpointer.save
 def save_then_die(self, step, **kwargs):
     save(self, step, **kwargs)      # orbax writes asynchronously: the save is still running

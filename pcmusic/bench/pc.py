@@ -1,4 +1,4 @@
-"""Benchmark of the PC engine (issue 3): train steps per second on two MLP hierarchies.
+"""Benchmark of the PC engine: train steps per second on two MLP hierarchies.
 
 Workload (the same in experiments/compare_pc_libraries.py): a discriminative PC net with
 widths input -> ... -> labels, tanh hidden maps and a linear label map, squared-error
@@ -78,9 +78,9 @@ def matmul_rate(batch: int, n: int, *, bf16: bool = False, n_products: int = 16,
     """Achieved FLOP/s of [batch, n] x [n, n] products (the roofline for the net).
 
     `n_products` chained products in one jit, as in the net's step, so that dispatch and
-    synchronisation are amortised (one product per call under-reads a GPU by ~20 %);
-    the fastest of `n_repeats` calls, so that load on a shared machine lowers the
-    ceiling as little as possible (the fraction reported against it is then a floor).
+    synchronisation are amortised; the fastest of `n_repeats` calls, so that load on a
+    shared machine lowers the ceiling as little as possible (the fraction reported against
+    it is then a floor).
     """
     key_a, key_b = jax.random.split(jax.random.PRNGKey(1))
     dtype = jnp.bfloat16 if bf16 else jnp.float32

@@ -1,7 +1,7 @@
 """Benchmark of the oscillator bank against an obviously correct naive bank.
 
 `reference_sinusoids` / `reference_harmonic` implement the conventions of
-`pcmusic.synth` the plain way (DDSP's route): every control materialised at the
+`pcmusic.dsp.synth` the plain way (DDSP's route): every control materialised at the
 audio rate as [..., n_samples, n_partials], the phase a cumulative sum, one sin per
 partial and sample, a sum. They take `xp` (numpy or jax.numpy) so the tests can
 run them in float64 numpy as ground truth, and the benchmark in float32 JAX as

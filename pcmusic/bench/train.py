@@ -1,6 +1,6 @@
 """Benchmark of one training step of the audio model (settle the batch, then learn).
 
-The step is `pcmusic.train.make_step` on a 1-device mesh, fed a synthetic batch of the
+The step is `pcmusic.training.loop.make_step` on a 1-device mesh, fed a synthetic batch of the
 config's own data (`configs/tiny.toml` = the demo's model, `configs/default.toml`),
 at the config's batch size and, on an accelerator, larger ones. The figure a
 researcher plans with: clips (and audio seconds) learned per wall second.
@@ -8,7 +8,6 @@ researcher plans with: clips (and audio seconds) learned per wall second.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Iterator
 
 import jax
@@ -16,7 +15,6 @@ import numpy as np
 
 from pcmusic.bench.table import time_call
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def _row(name: str, batch_size: int, *, n_repeats: int) -> dict:
@@ -24,7 +22,7 @@ def _row(name: str, batch_size: int, *, n_repeats: int) -> dict:
     from pcmusic.training import loop as train
     from pcmusic.training.config import load_config
 
-    config = load_config(CONFIGS / f"{name}.toml", overrides=[f"train.batch_size={batch_size}"])
+    config = load_config(name, overrides=[f"train.batch_size={batch_size}"])
     mesh = train.make_mesh(jax.devices()[:1])
     step = train.make_step(config, mesh)
     state = train.init_state(config, mesh)

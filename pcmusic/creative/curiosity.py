@@ -155,7 +155,7 @@ def tone_pattern_audio(note_hz, *, env: Environment, note_frames: int, n_frames:
 
 
 def white_noise(key, rms, *, n_frames: int, spec: lis.ListenerSpec) -> jax.Array:
-    """White noise float32 `[n_frames * hop]` of RMS `rms` (`pcmusic.synth.filtered_noise`)."""
+    """White noise float32 `[n_frames * hop]` of RMS `rms` (`pcmusic.dsp.synth.filtered_noise`)."""
     magnitudes = jnp.full((n_frames, 8), 1.0, jnp.float32) * jnp.asarray(rms, jnp.float32)
     return synth.filtered_noise(magnitudes, hop=spec.hop, key=key)
 

@@ -1,10 +1,10 @@
-"""Offline metrics for generated music that need no pretrained network (RESEARCH.md sec. 7).
+"""Offline metrics for generated music that need no pretrained network.
 
 - `spectral_flatness`: Wiener entropy exp(mean ln P) / mean P of a power spectrum
   (1 for a flat spectrum; about exp(-0.5772) = 0.56 for a periodogram frame of white
   noise, whose bin powers are exponentially distributed; near 0 for a sine).
-- `pitch_class_entropy`: entropy of a histogram of pitch classes measured in cents
-  above a reference, 1200 log2(f / f_ref) mod 1200: no note names, any tuning.
+- `pitch_class_entropy`: entropy of a histogram of pitch classes in cents above a
+  reference, 1200 log2(f / f_ref) mod 1200: no note names, any tuning.
 - `corpus_novelty`: distance from each generated item's features to its k nearest
   neighbours in the training set (k = 1: the closest training item).
 - `copy_rate`: the fraction of the generated melodies' interval n-grams that occur

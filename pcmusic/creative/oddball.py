@@ -1,8 +1,7 @@
 """Oddball streams and their statistics: a PC listener's mismatch response.
 
-The paradigm (RESEARCH.md sec. 6; Naatanen's mismatch negativity, modelled as
-prediction error by Lieder et al. 2013, PLoS Comput Biol 9(2) e1002911, and Garrido et
-al. 2009): a stream of pure tones, a frequent standard and rare deviants, the first
+The paradigm (Naatanen's mismatch negativity, modelled as prediction error by Lieder
+et al. 2013, PLoS Comput Biol 9(2) e1002911, and Garrido et al. 2009): a stream of pure tones, a frequent standard and rare deviants, the first
 `n_initial` tones standard and never two deviants in a row. A listener that learns
 online predicts the standard, so its error after a deviant onset exceeds that after a
 standard one; with a larger frequency gap the deviant is further from the prediction,
@@ -49,7 +48,7 @@ def rare_events(key: jax.Array, *, n_tones: int, probability: float, n_initial: 
 
 def tone_controls(freqs_hz, present, *, soa_frames: int, tone_frames: int, lead_frames: int,
                   amplitude: float) -> tuple[jax.Array, jax.Array]:
-    """Frame-rate controls of a tone stream for `pcmusic.synth.sinusoids`.
+    """Frame-rate controls of a tone stream for `pcmusic.dsp.synth.sinusoids`.
 
     freqs_hz float32 `[n_tones]`, present bool `[n_tones]` (False: an omitted tone).
     Returns (freqs_hz, amplitudes), float32 `[n_tones * soa_frames, 1]` each. The

@@ -1,16 +1,9 @@
 """Sensory roughness of sets of partials (Sethares 1993) and the minima of dyad curves.
 
-W. A. Sethares, "Local consonance and the relationship between timbre and scale",
-JASA 94(3), 1993, and "Tuning, Timbre, Spectrum, Scale" (Springer), appendix E: a
-parametrisation of the Plomp-Levelt curve. For two partials (f_i, a_i), (f_j, a_j):
-
-    s = 0.24 / (0.0207 * min(f_i, f_j) + 18.96)
-    x = s * |f_j - f_i|
-    d = min(a_i, a_j) * (5 exp(-3.51 x) - 5 exp(-5.75 x))
-
-and the roughness of a sound is the sum of d over all pairs of its partials, within
-and across tones. `min(a_i, a_j)` (rather than the older product) is Sethares' later
-choice: the beating is as loud as the softer partial.
+The roughness of a set of partials (`pair_dissonance`, `roughness`) is Sethares'
+parametrisation of the Plomp-Levelt curve, defined in `pcmusic.dsp.roughness` (the
+structural prior uses it too) and re-exported here; this module adds tones, dyad curves
+and their minima.
 
 Amplitude convention of `harmonic_partials`: a_n = amplitude_decay ** (n - 1), with
 amplitude_decay = 0.88 by default, i.e. a fundamental of amplitude 1 and a constant
@@ -22,9 +15,8 @@ cusp minima for the dyads studied here.
 Minima of the dyad curve are cusps (the |f_j - f_i| of two coinciding partials), so
 a fixed-step gradient descent jumps back and forth across them. `find_minima` runs
 Adam on log(ratio) with a cosine-decayed step, whose update size does not depend on
-the (large, sign-flipping) slope at the cusp and shrinks to zero. Measured with the
-same starts and 3000 steps, fixed-step gradient descent ends 0.6-3% away from the
-just ratios at lr 1e-4 (too slow) and is thrown out of the basins at lr 1e-3 and above.
+the (large, sign-flipping) slope at the cusp and shrinks to zero; a fixed step is
+either too small to reach the cusp or large enough to be thrown out of its basin.
 """
 from __future__ import annotations
 
@@ -36,9 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from pcmusic.errors import PcmusicError
-
 from pcmusic.dsp.roughness import pair_dissonance, roughness  # noqa: F401 -- re-exported
+from pcmusic.errors import PcmusicError
 
 
 def harmonic_partials(f0_hz, n_partials: int, *, pseudo_octave=2.0,
@@ -84,8 +75,8 @@ def find_minima(start_ratios, *, f0_hz, n_partials: int, pseudo_octave=2.0,
 
     start_ratios: float32 `[n_starts]`; each start descends independently (vmapped) for
     `n_steps` steps of `optimizer`, by default Adam with its learning rate cosine-decayed
-    from 3e-3 to 0 over the run (RESEARCH.md sec. 5: from starts within 1.5% of a just
-    ratio this lands on it to about 4 decimals; a fixed-step `optax.sgd` does not).
+    from 3e-3 to 0 over the run (the module docstring says why not a fixed-step
+    `optax.sgd`).
     Returns the final ratios, float32 `[n_starts]`. The timbre keywords are those of
     `dyad_roughness`. A new optimizer object means a new compilation.
     """

@@ -2,7 +2,7 @@
 
 `AudioFolder(root, sample_rate=..., segment_seconds=..., key=...)` finds audio
 files recursively (sorted paths, so the same folder gives the same corpus),
-loads each once with `pcmusic.audio.load` (mono, resampled), and cuts it into
+loads each once with `pcmusic.dsp.audio.load` (mono, resampled), and cuts it into
 segments of `round(segment_seconds * sample_rate)` samples from its start. The
 tail policy: `tail="pad"` keeps a last partial segment, zero-padded, when it
 holds at least half a segment (`n_valid` says how much is real); `tail="drop"`

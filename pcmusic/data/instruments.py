@@ -3,7 +3,7 @@
 `render_instrument_batch(key, spec)` draws exactly the events of
 `synthetic_batch(key, spec)` (`sample_events`: same notes, chords, melodies,
 onsets and durations) and plays them with General MIDI instruments through
-`pcmusic.fluid` instead of the oscillator bank, so perception can be tested on
+`pcmusic.data.fluid` instead of the oscillator bank, so perception can be tested on
 real instruments with the same labels. The spec's timbre ranges do not apply;
 its velocity range sets MIDI velocities. Each note is rendered with its release
 tail and overlap-added at its onset.
@@ -11,7 +11,7 @@ tail and overlap-added at its onset.
 FluidSynth plays MIDI pitches, so only tunings whose pitches (at `f_ref_hz`) lie
 on the 12-TET grid can be rendered ("12-TET", "6-TET", "4-TET", "3-TET", ...);
 others raise PcmusicError. Needs the fluidsynth binary and a GM soundfont
-(`pcmusic.fluid.available()`); `require_fluidsynth()` explains what is missing.
+(`pcmusic.data.fluid.available()`); `require_fluidsynth()` explains what is missing.
 """
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def render_instrument_batch(key: jax.Array, spec: SyntheticSpec, *, programs: Se
                             soundfont: str | None = None, release_s: float = 1.0) -> InstrumentBatch:
     """Play the events of `synthetic_batch(key, spec)` with GM instruments (one per clip).
 
-    programs: GM names from `pcmusic.fluid.GM_PROGRAMS` or 0-based program numbers; each
+    programs: GM names from `pcmusic.data.fluid.GM_PROGRAMS` or 0-based program numbers; each
     clip draws one from `key`. release_s: how long each note's release is rendered.
     """
     require_fluidsynth(soundfont)

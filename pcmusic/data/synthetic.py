@@ -3,8 +3,8 @@
 `synthetic_batch(key, spec)` is jit-compiled (the spec is static) and vmapped
 over the batch: each clip draws its events (which scale pitches sound when) and
 per-voice timbres, builds frame-rate oscillator controls, and renders them with
-`pcmusic.synth.sinusoids` (one bank for all partials of all voices, stretched or
-not) plus `pcmusic.synth.filtered_noise`. `batch_at(key, step, spec)` folds the
+`pcmusic.dsp.synth.sinusoids` (one bank for all partials of all voices, stretched
+or not) plus `pcmusic.dsp.synth.filtered_noise`. `batch_at(key, step, spec)` folds the
 step into the key, so a training run's data position is its step and resuming
 is exact.
 

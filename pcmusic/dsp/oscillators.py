@@ -1,4 +1,4 @@
-"""Per-sample kernels behind `pcmusic.synth`, each with an exact hand-written VJP.
+"""Per-sample kernels behind `pcmusic.dsp.synth`, each with an exact hand-written VJP.
 
 Both kernels render frame intervals: an array `[..., n_frames, hop]` whose row n
 holds the samples n*hop .. n*hop + hop - 1, where every control moves linearly
@@ -7,9 +7,9 @@ from its value at frame point n to that at frame point n+1 (`alpha = j / hop`).
 `harmonic_sum` evaluates sum_k a_k(alpha) sin(2 pi k theta) for k = 1..H with one
 sin/cos per sample and the complex-rotation recurrence z_k = z_{k-1} z_1 for the
 rest (unrolled over the static H, so XLA fuses it into one elementwise loop). The
-rotation's float32 error grows only linearly in k (Chebyshev/Clenshaw grows
-quadratically near theta = 0: 3.8e-4 of the peak for 256 flat harmonics, against
-7e-5 here, most of it the float32 rounding of theta itself, which any method has).
+rotation's float32 error grows only linearly in k (a Chebyshev/Clenshaw recurrence's
+grows quadratically near theta = 0); most of it is the float32 rounding of theta
+itself, which any method has.
 Autodiff through the unrolled loop would store H audio-length arrays; the VJP
 below recomputes the rotation instead and is exact.
 
@@ -30,9 +30,8 @@ from jax import lax
 TWO_PI = np.float32(2.0 * np.pi)
 # Samples per chunk in the amplitude backward pass. On a CPU ~32k keeps the
 # recurrence's working set in cache. On an accelerator the chunks run one after the
-# other and each scan step is a kernel launch, so small chunks starve it (32k-sample
-# chunks made the fwd+bwd of 1024 voices x 1 s 4x slower than the naive bank on an
-# H100); 16M samples (64 MB per working array) fill it and bound its memory.
+# other and each scan step is a kernel launch, so small chunks starve it; 16M samples
+# (64 MB per working array) fill it and bound its memory.
 _CHUNK_SAMPLES = {"cpu": 1 << 15}
 _CHUNK_SAMPLES_ACCELERATOR = 1 << 24
 

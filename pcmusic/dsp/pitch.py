@@ -1,6 +1,6 @@
 """A fixed bottom-up encoder: initial f0 tracks and partial amplitudes from a spectrum.
 
-Hybrid inference (DESIGN.md): a fast feed-forward guess initialises the latents and
+Hybrid inference: a fast feed-forward guess initialises the latents and
 iterative inference on the energy refines them. This encoder needs no training:
   1. pitch salience by weighted harmonic summation over a log-spaced f0 grid, on a
      compressed magnitude spectrum (Klapuri 2006, "Multiple fundamental frequency

@@ -15,7 +15,7 @@ Blur (coarse-to-fine): `blur_log_spectrum` smooths log-magnitudes along frequenc
 with a Gaussian of standard deviation `blur_hz` Hz, the same physical width at
 every FFT size and sample rate. The width may be a traced scalar, so a schedule
 can anneal it inside `lax.scan`; set it relative to the pitch in question (e.g. a
-fraction of a candidate f0, as `pcmusic.freqfit` does) to get basins of the same
+fraction of a candidate f0, as `pcmusic.dsp.freqfit` does) to get basins of the same
 relative width at every pitch. Blurring the log-spectrum widens each partial's
 peak, so a model partial "sees" a target partial from further away.
 """
@@ -188,7 +188,7 @@ def blur_log_spectrum(log_mag: jax.Array, blur_hz, *, sample_rate) -> jax.Array:
 
 def features(audio, *, sample_rate, resolutions=None, blur_hz=0.0,
              eps: float = DEFAULT_EPS) -> tuple[jax.Array, ...]:
-    """Multi-resolution log-magnitude spectrograms (phi in DESIGN.md).
+    """Multi-resolution log-magnitude spectrograms (phi, the sensory level's features).
 
     Args:
       audio: float32 `[..., n_samples]`.
@@ -217,7 +217,7 @@ def feature_distance(features_a, features_b, *, kind: str = "l1") -> jax.Array:
     resolution mean |S_a - S_b| + mean |log S_a - log S_b|, summed over resolutions,
     with S = exp(log-magnitude). Robust to outliers and standard for training.
     kind="squared_log": per resolution 0.5 * mean (log S_a - log S_b)^2, summed:
-    the Gaussian sensory prediction error of DESIGN.md's free energy.
+    the Gaussian sensory prediction error of the free energy (unit precision).
     Returns float32 `[...]` (the leading dims of the spectrograms).
     """
     if kind not in ("l1", "squared_log"):

@@ -10,7 +10,7 @@ integrated exactly (trapezoidal sum, i.e. quadratic phase), and the phase at
 each frame start is carried wrapped mod 1, summed exactly in 32-bit fixed point,
 so float32 never holds a large phase and long renders do not drift: a 10-minute
 440 Hz tone is off by ~1e-5 cent and ~1e-3 turn at its end (DDSP's float32
-cumsum drifts audibly after minutes: ddsp issue 160; RESEARCH.md section 1).
+cumsum drifts audibly after minutes: ddsp issue 160).
 
 Alias-free: a partial is faded out conservatively per frame. Its amplitude at
 frame point n is multiplied by `nyquist_gain` of its largest frequency over the
@@ -22,7 +22,7 @@ gliding, and a partial leaving the band fades over a frame instead of clicking.
 
 Everything is float32, batched over arbitrary leading dims, and jit/vmap/grad
 safe. The harmonic bank costs one sin/cos per sample plus a few multiply-adds
-per harmonic (see `pcmusic._oscillators`).
+per harmonic (see `pcmusic.dsp.oscillators`).
 """
 from __future__ import annotations
 
@@ -112,7 +112,7 @@ def _exclusive_cumsum_mod1(turns: jax.Array) -> jax.Array:
     wrap-around is exactly mod 1: no rounding accumulates, however long the
     render. (An associative scan of float adds mod 1 would also do, but its
     interleaving pads fuse into the oscillator loop and stop XLA:CPU vectorising
-    it, costing 6x.) The tangent is the plain exclusive cumsum.
+    it.) The tangent is the plain exclusive cumsum.
     """
     fixed = (turns * jnp.float32(2.0**32)).astype(jnp.uint32)
     total = jnp.cumsum(fixed, axis=-1, dtype=jnp.uint32) - fixed

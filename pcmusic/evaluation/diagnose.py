@@ -1,7 +1,8 @@
 """Where the hierarchy carries pitch: f0 errors of its levels' predictions, in cents.
 
-Generation renders what a top predicts through every map (`pcmusic.generation`), so a
-model copies its corpus's pitches only as far as that prediction is accurate. For
+Generation renders what a top predicts through every map
+(`pcmusic.generation.sampling.sample_down`), so a model copies its corpus's pitches only
+as far as that prediction is accurate. For
 labelled clips, `f0_errors_cents` settles each batch as training does and compares
 the note f0 with: the settled controls (what perception hears), g2(settled z2) (the
 event level's prediction), the whole top-down prediction from the settled top, and the

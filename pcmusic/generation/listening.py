@@ -11,7 +11,7 @@ heard and what its beliefs predict (pred = g2(z2)):
 
     a <- a - eta * w * (h(a) - pred)
 
-with w the audibility of the predicted controls (`pcmusic.controls.audibility`: an
+with w the audibility of the predicted controls (`pcmusic.model.controls.audibility`: an
 inaudible partial's amplitude is not heard, so it is not moved). This is a
 Gauss-Newton step (dh/da ~ I) on the heard control-level energy E(a), the model's
 own control-level term with h(a) in place of the controls; where perception is biased,

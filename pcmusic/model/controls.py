@@ -1,7 +1,7 @@
 """The control level: oscillator controls in physical units, and their rendering.
 
-This is the "symbolic" level of the hierarchy (DESIGN.md), in Hz rather than note
-numbers. A `Controls` state is a dict of float32 arrays with a leading batch axis:
+This is the "symbolic" level of the hierarchy, in Hz rather than note numbers. A
+`Controls` state is a dict of float32 arrays with a leading batch axis:
 
     "log2_f0":    [B, n_voices, n_frames]               log2 of f0 in Hz
     "log_amp":    [B, n_voices, n_frames, n_harmonics]  natural log of each partial's
@@ -13,9 +13,10 @@ numbers. A `Controls` state is a dict of float32 arrays with a leading batch axi
 
 Logs keep every quantity positive and make gradient steps scale-free: an optimiser
 step of 0.001 on log2_f0 is 1.2 cents at any pitch (frequency gradients in Hz are
-what trap DDSP-style fitting, RESEARCH.md section 1). Partial k of a voice sounds at
-k * f0 * sqrt(1 + B k^2) (Fletcher 1964); B = 0 is harmonic. Frame n holds at
-sample n * hop, linearly interpolated to frame n + 1 (pcmusic.synth's convention).
+what trap DDSP-style fitting: Turian & Henry 2020; Hayes et al. 2023). Partial k of a
+voice sounds at k * f0 * sqrt(1 + B k^2) (Fletcher 1964); B = 0 is harmonic. Frame n
+holds at sample n * hop, linearly interpolated to frame n + 1 (`pcmusic.dsp.synth`'s
+convention).
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ class ControlSpec:
     """Static shape and units of the control level (hashable; pass to jit as static).
 
     sample_rate: Hz of the rendered audio. hop: samples per control frame (the control
-    rate is sample_rate / hop; 100-250 Hz suits DESIGN.md). n_voices: simultaneous
+    rate is sample_rate / hop: 125 Hz at the defaults). n_voices: simultaneous
     harmonic voices. n_harmonics: partials per voice. n_noise_bands: bands of the
     filtered-noise part, evenly spaced 0..Nyquist. inharmonic: add a per-voice
     stiffness B (rendered with free sinusoids; costs more than the harmonic bank).

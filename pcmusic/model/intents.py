@@ -6,8 +6,8 @@ are ones the model has never met, and its fixed inference precisions above the
 controls are not the spread of its residuals either. Training therefore keeps, next
 to the params, exponential moving averages of the mean and s.d. of the settled tops
 and of the rms of the settled errors at z2 and z3 (ex-post density estimation, as in
-regularised autoencoders, Ghosh et al. 2020); `pcmusic.generation` samples intents
-and the levels below them from these.
+regularised autoencoders, Ghosh et al. 2020); `pcmusic.generation.sampling` samples
+intents and the levels below them from these.
 
 The settled tops of a corpus need not be one Gaussian blob: tops of notes lie on a
 curved, clustered set (one cluster per pitch class and register), and the mean of

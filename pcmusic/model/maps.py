@@ -1,8 +1,9 @@
 """The audio hierarchy's neural maps: top-down (g2, g3, g_top) and the bottom-up encoder.
 
-`generative_maps(spec, n_frames)` builds the maps of `pcmusic.model`'s hierarchy for a clip
-(1-D convolutions, fixed linear interpolation between frame rates, control heads in
-physical units); `encoder_maps` the amortised encoder's (controls -> z2 -> z3 -> top).
+`generative_maps(spec, n_frames)` builds the maps of `pcmusic.model.audio_model`'s
+hierarchy for a clip (1-D convolutions, fixed linear interpolation between frame rates,
+control heads in physical units); `encoder_maps` the amortised encoder's (controls ->
+z2 -> z3 -> top).
 `spec` is a `pcmusic.model.ModelSpec`.
 """
 from __future__ import annotations

@@ -27,7 +27,7 @@ from pcmusic.model import controls as controls_lib
 
 @dataclasses.dataclass(frozen=True)
 class ControlPrior:
-    """Precisions of the default prior (units of the control logs; see pcmusic.controls).
+    """Precisions of the default prior (units of the control logs; see pcmusic.model.controls).
 
     f0_slope / f0_curvature: on the first / second frame difference of log2 f0
       (octaves^-2): 1e6 on the curvature allows vibrato and glides but not jitter.

@@ -1,7 +1,7 @@
 """The sensory level: what the network hears (phi(x)) and what it predicts (phi(synth(c))).
 
 phi is a tuple of log-magnitude spectrograms at several FFT sizes (hop n_fft // 4,
-Hann, `pcmusic.spectral` scaling, log floor eps). The prediction renders the partials
+Hann, `pcmusic.dsp.spectral` scaling, log floor eps). The prediction renders the partials
 of the controls through the oscillator bank and adds the filtered-noise part *in
 expectation*: its power per bin is the band magnitude squared times the window's
 noise gain sum(w^2) / sum(w)^2. A sampled noise render would add random spectral

@@ -32,8 +32,7 @@ def energy_fn(hierarchy: Hierarchy, params: dict, latents: Sequence, *, clamp: P
 
     A level clamped whole makes its prediction of the level below a constant of the
     inference loop. XLA does not hoist it out of `lax.scan` by itself, so it is computed
-    here, once, from `latents` (a measured 78% -> 81% of the matmul roofline on a wide net,
-    shared/RESEARCH.md section 2). Call inside the same jit as `infer`.
+    here, once, from `latents`. Call inside the same jit as `infer`.
     """
     check_n_levels(hierarchy, latents)
     fixed = clamp_lib.fixed_levels(clamp_lib.partition(_as_list(clamp), list(latents)), latents)

@@ -121,10 +121,10 @@ def infer(energy_fn: EnergyFn, latents: Pytree, *, optimizer: optax.GradientTran
         only for NaN/Inf.
     check_every: evaluate the energy (history, divergence check, `tol`, records) every
         this many steps; the steps between take the gradient only. 1 (default) checks
-        every step. Computing the energy costs one extra read of every error per step
-        (5-10% of a small MLP's step on a CPU); with k > 1 a divergence is found at the
-        first checked step after it, the last good checked state is returned, and
-        `energy_history` is NaN between checks. `record_stride` must be a multiple.
+        every step. Computing the energy costs one extra read of every error per step;
+        with k > 1 a divergence is found at the first checked step after it, the last
+        good checked state is returned, and `energy_history` is NaN between checks.
+        `record_stride` must be a multiple.
     Pure and traceable: call it under `jit` (closing over energy_fn, optimizer and static
     clamps) and `vmap` it over multi-start initial latents.
     """

@@ -83,8 +83,8 @@ def train_step(hierarchy: Hierarchy, params: dict, opt_state: Any, latents: Sequ
                     divergence_factor=divergence_factor, check_every=check_every)
 
     # No gate on `result.diverged`: a diverged run returns its last good (finite) state,
-    # so the step below is finite; gating the params through a cond cost ~3% of a small
-    # net's train step on a CPU. Callers who want to skip such batches check the flag.
+    # so the step below is finite, and a cond on the params would be paid on every step.
+    # Callers who want to skip such batches check the flag.
     params, opt_state, _ = learn_step(hierarchy, params, opt_state, result.latents,
                                       optimizer=param_optimizer, step=result.n_steps)
     return params, opt_state, result

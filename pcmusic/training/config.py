@@ -8,6 +8,7 @@ arguments.
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
@@ -72,7 +73,7 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """The training run (`pcmusic.train`).
+    """The training run (`pcmusic.training.loop`).
 
     learning_rate / encoder_learning_rate: Adam step sizes of the hierarchy's params and
     of the amortised encoder. Intervals are in steps (0 disables): metrics are logged
@@ -139,7 +140,32 @@ def default_config() -> Config:
     return Config()
 
 
+def shipped_configs() -> dict[str, Path]:
+    """name -> path of the configs that ship with pcmusic ("default", "tiny", one per
+    experiment): the package's `pcmusic.configs` when installed from a wheel, the
+    repository's configs/ in a checkout or an editable install."""
+    try:
+        folder = Path(str(importlib.resources.files("pcmusic.configs")))
+    except ModuleNotFoundError:
+        folder = Path(__file__).resolve().parents[2] / "configs"
+    return {p.stem: p for p in sorted(folder.glob("*.toml"))}
+
+
+def config_path(name_or_path: str | Path) -> Path:
+    """The TOML file a user names: an existing path, or the name of a shipped config
+    ("tiny", "default", ...; see `shipped_configs`)."""
+    path = Path(name_or_path)
+    if path.is_file() or path.suffix == ".toml" or len(path.parts) > 1:
+        return path
+    shipped = shipped_configs()
+    if str(name_or_path) in shipped:
+        return shipped[str(name_or_path)]
+    raise ConfigError(f"config {str(name_or_path)!r} is neither a file nor a shipped config; "
+                      f"give a path to a .toml file or one of: {', '.join(shipped) or '(none found)'}")
+
+
 def load_config(path: str | Path, *, schema: type = Config, overrides: Iterable[str] = ()) -> Any:
-    """Read a TOML file into `schema` (default: `Config`), apply `overrides`, validate
-    everything; keys the file leaves out take the schema's defaults."""
-    return configio.load_config(path, schema=schema, overrides=overrides)
+    """Read a TOML file (or a shipped config by name, `config_path`) into `schema`
+    (default: `Config`), apply `overrides`, validate everything; keys the file leaves out
+    take the schema's defaults."""
+    return configio.load_config(config_path(path), schema=schema, overrides=overrides)

@@ -54,9 +54,9 @@ from pcmusic.training.config import SCHEDULE_KEYS, Config, config_diff, config_t
 
 
 def enable_compilation_cache(directory: str | Path | None = None) -> str:
-    """Keep compiled programs on disk so a second run skips XLA compilation (a
-    step compiles in ~20 s on a CPU and loads in ~2 s). Leaves a directory that is
-    already configured (e.g. by JAX_COMPILATION_CACHE_DIR) alone; default:
+    """Keep compiled programs on disk so a second run loads them instead of compiling
+    them again. Leaves a directory that is already configured (e.g. by
+    JAX_COMPILATION_CACHE_DIR) alone; default:
     $XDG_CACHE_HOME/pcmusic/jax (~/.cache/pcmusic/jax). Returns the directory."""
     current = jax.config.jax_compilation_cache_dir
     if current:

@@ -11,7 +11,7 @@
   4. one step on the amortised encoder towards the settled latents (hybrid inference);
   5. the sampling statistics (running mean and s.d. of the settled tops, rms of the
      settled errors at z2 and z3) move towards the batch's and its settled tops enter
-     the bank of recent tops: generation samples from them (`pcmusic.intents`).
+     the bank of recent tops: generation samples from them (`pcmusic.model.intents`).
 A batch whose inference diverged leaves the params untouched and is counted.
 Data parallelism (a `data` mesh axis) is the caller's: shard `audio` over the batch
 axis and replicate the state; the sums above become all-reduces (`pcmusic.training.loop`).
