@@ -10,10 +10,12 @@ outputs are never overwritten without --force. Compiled programs are cached on d
 from __future__ import annotations
 
 import argparse
+import warnings
 import json
 import sys
 from pathlib import Path
 
+from pcmusic import checks
 from pcmusic.errors import PcmusicError
 
 
@@ -32,21 +34,13 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 def _cmd_train(args: argparse.Namespace) -> None:
     from pcmusic import training
 
+    checks.writable_dir(args.workdir, "--workdir")
     cfg = training.load_config(args.config, overrides=args.set)
     summary = training.train(cfg, args.workdir, progress=not args.quiet)
     print(json.dumps(summary, indent=2))
 
 
-def _new_output(path: Path, force: bool) -> Path:
-    """`path` as an output: its directory must exist, and it must not, unless --force."""
-    if not path.parent.is_dir():
-        raise PcmusicError(f"directory {path.parent} does not exist; create it first")
-    if path.exists() and not force:
-        raise PcmusicError(f"{path} exists and was left untouched; choose another name or pass --force")
-    return path
-
-
-def _model_and_inference(ckpt, n_steps):
+def _model_and_inference(ckpt, n_steps, step=None):
     """(model or None, InferenceSpec): the run's own inference unless --steps is given."""
     import dataclasses
 
@@ -54,12 +48,14 @@ def _model_and_inference(ckpt, n_steps):
     from pcmusic.training import load_model
 
     model, inference = None, perception.InferenceSpec()
+    if ckpt is None and step is not None:
+        raise PcmusicError(f"--step {step} needs --ckpt: it picks a checkpoint of a run")
+    if n_steps is not None:
+        checks.integer(n_steps, "--steps", minimum=1)
     if ckpt is not None:
-        model, cfg = load_model(ckpt)
+        model, cfg = load_model(ckpt, step=step)
         inference = cfg.inference
     if n_steps is not None:
-        if n_steps < 1:
-            raise PcmusicError(f"--steps {n_steps}: need at least 1 inference step")
         inference = dataclasses.replace(inference, n_steps=n_steps)
     return model, inference
 
@@ -73,21 +69,150 @@ def _load_audio(path: str):
 def _cmd_perceive(args: argparse.Namespace) -> None:
     from pcmusic import outputs, perception
 
-    out = None if args.json is None else _new_output(Path(args.json), args.force)
-    audio, rate = _load_audio(args.audio)
-    model, inference = _model_and_inference(args.ckpt, args.steps)
-    if model is not None and args.voices not in (None, model.spec.controls.n_voices):
-        raise PcmusicError(f"--voices {args.voices}: the checkpoint's model hears "
-                           f"{model.spec.controls.n_voices} voice(s); drop --voices or use another model")
-    percept = perception.perceive(audio, rate, model=model, n_voices=args.voices or 1,
-                                inference=inference)
-    text = json.dumps({"audio": str(args.audio), "checkpoint": args.ckpt,
-                       **outputs.percept_json(percept, audio)}) + "\n"
-    if out is None:
-        sys.stdout.write(text)
+    formats = _formats(args.format)
+    if args.voices is not None:
+        checks.integer(args.voices, "--voices", minimum=1, maximum=perception.MAX_VOICES)
+    checks.integer(args.batch, "--batch", minimum=1)
+    sources = _audio_sources(args.audio)
+    if args.out is None:
+        if len(sources) > 1 or args.format is not None:
+            raise PcmusicError("several files, or --format, need --out DIR (one file alone prints JSON "
+                               "or writes --json OUT)")
+        out = None if args.json is None else checks.writable_file(args.json, "--json", force=args.force)
+    elif args.json is not None:
+        raise PcmusicError("--json OUT writes one file's JSON; with --out DIR use --format json")
     else:
-        outputs.write_atomic(out, text)
-        print(f"wrote {out}")
+        out_dir = checks.writable_dir(args.out, "--out")
+    model, inference = _model_and_inference(args.ckpt, args.steps, args.step)
+    model, cspec = _perception_specs(model, args)
+    if args.out is None:
+        audio, rate = _load_audio(sources[0][0])
+        percept = perception.perceive(audio, rate, model=model, n_voices=args.voices, cspec=cspec,
+                                      inference=inference, batch_size=args.batch)
+        text = json.dumps({"audio": str(sources[0][0]), "checkpoint": args.ckpt,
+                           **outputs.percept_json(percept, audio)}) + "\n"
+        if out is None:
+            sys.stdout.write(text)
+        else:
+            outputs.write_atomic(out, text)
+            print(f"wrote {out}")
+        return
+    _perceive_files(sources, out_dir, formats, model=model, cspec=cspec, n_voices=args.voices,
+                    inference=inference, batch=args.batch, force=args.force, quiet=args.quiet)
+
+
+def _formats(text: str | None) -> tuple[str, ...]:
+    from pcmusic.outputs import PERCEPT_FORMATS
+
+    formats = tuple(f.strip().lower() for f in (text or "json").split(",") if f.strip())
+    if "mid" in formats:
+        raise PcmusicError("--format mid needs notes, which perception does not report yet; "
+                           f"use {', '.join(PERCEPT_FORMATS)}")
+    unknown = [f for f in formats if f not in PERCEPT_FORMATS]
+    if unknown or not formats:
+        raise PcmusicError(f"--format {text!r}: choose from {', '.join(PERCEPT_FORMATS)} (comma-separated)")
+    return formats
+
+
+def _audio_sources(paths: list[str]) -> list[tuple[Path, Path]]:
+    """(file, output stem relative to --out) of every audio file named or found in a folder."""
+    from pcmusic.data.folders import EXTENSIONS
+
+    sources = []
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file())
+            if not found:
+                raise PcmusicError(f"{path}: no audio files ({', '.join(EXTENSIONS)}) in this folder")
+            sources += [(p, p.relative_to(path).with_suffix("")) for p in found]
+        elif not path.exists():
+            raise PcmusicError(f"{path}: no such file or folder; check the path (cwd is {Path.cwd()})")
+        else:
+            sources.append((path, Path(path.stem)))
+    stems = [str(stem) for _, stem in sources]
+    twice = sorted({s for s in stems if stems.count(s) > 1})
+    if twice:
+        raise PcmusicError(f"several inputs would write the same outputs ({', '.join(twice[:4])}); "
+                           "perceive them into different --out folders")
+    return sources
+
+
+def _perception_specs(model, args):
+    """(model, cspec) with --fmin/--fmax applied: the f0 range perception searches."""
+    import dataclasses
+
+    from pcmusic.model import ControlSpec
+
+    if args.fmin is None and args.fmax is None:
+        return model, None
+    base = model.spec.controls if model is not None else ControlSpec(n_voices=args.voices or 1)
+    fmin = base.f0_min_hz if args.fmin is None else checks.real(args.fmin, "--fmin", minimum=0.0,
+                                                                  strict_minimum=True)
+    fmax = base.f0_max_hz if args.fmax is None else checks.real(args.fmax, "--fmax", minimum=0.0,
+                                                                  strict_minimum=True)
+    try:
+        cspec = dataclasses.replace(base, f0_min_hz=fmin, f0_max_hz=fmax)
+    except PcmusicError as err:
+        raise PcmusicError(f"--fmin {fmin:g} / --fmax {fmax:g}: {err}") from None
+    if model is None:
+        return None, cspec
+    return dataclasses.replace(model, spec=dataclasses.replace(model.spec, controls=cspec)), None
+
+
+def _perceive_files(sources, out_dir: Path, formats, *, model, cspec, n_voices, inference, batch: int,
+                    force: bool, quiet: bool) -> None:
+    """Perceive many files into out_dir, `batch` files at a time; skip files whose outputs
+    exist (unless force); one failed file does not stop the others."""
+    from tqdm.auto import tqdm
+
+    from pcmusic import outputs, perception
+    from pcmusic.dsp import audio as audio_lib
+
+    kw = dict(model=model, n_voices=n_voices, cspec=cspec, inference=inference, batch_size=batch)
+    spec = perception.resolve_specs(model=model, n_voices=n_voices or 1, cspec=cspec)[0]
+    n_voices, rate = spec.n_voices, spec.sample_rate
+    todo, skipped, failed, done = [], [], [], 0
+    for path, stem in sources:
+        targets = outputs.percept_paths(out_dir / stem, formats, n_voices)
+        if not force and all(t.exists() for t in targets):
+            skipped.append(path)
+        else:
+            todo.append((path, out_dir / stem))
+    bar = tqdm(total=len(todo), disable=quiet, desc="perceive", unit="file")
+    try:
+        for first in range(0, len(todo), batch):
+            group, loaded = todo[first:first + batch], []
+            for path, stem in group:
+                try:
+                    loaded.append((path, stem, audio_lib.load(path, sample_rate=rate)[0]))
+                except PcmusicError as err:
+                    failed.append((path, str(err)))
+            if loaded:
+                try:
+                    percepts = perception.perceive_batch([a for _, _, a in loaded], rate, **kw)
+                except PcmusicError:   # one bad clip: perceive the group's files one by one
+                    percepts = []
+                    for path, _, a in loaded:
+                        try:
+                            percepts.append(perception.perceive(a, rate, **kw))
+                        except PcmusicError as err:
+                            failed.append((path, str(err)))
+                            percepts.append(None)
+                for (path, stem, a), percept in zip(loaded, percepts):
+                    if percept is not None:
+                        stem.parent.mkdir(parents=True, exist_ok=True)
+                        outputs.write_percept(stem, percept, a, formats, source=str(path))
+                        done += 1
+            bar.update(len(group))
+    finally:
+        bar.close()
+    print(f"perceived {done} file(s) into {out_dir}; skipped {len(skipped)} whose outputs exist "
+          f"(--force redoes them); {len(failed)} failed")
+    for path, why in failed:
+        print(f"  failed: {path}: {why}")
+    if failed:
+        raise PcmusicError(f"{len(failed)} of {len(sources)} file(s) could not be perceived (listed above)")
 
 
 def _cmd_generate(args: argparse.Namespace) -> None:
@@ -96,14 +221,16 @@ def _cmd_generate(args: argparse.Namespace) -> None:
     from pcmusic import generation, outputs
     from pcmusic.training import load_model
 
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise PcmusicError(f"--out {out} is a file; give a directory")
+    out = checks.writable_dir(args.out, "--out")
+    checks.integer(args.n, "--n", minimum=1)
+    checks.real(args.seconds, "--seconds", minimum=0.0, strict_minimum=True)
+    checks.integer(args.refine, "--refine", minimum=0)
+    checks.integer(args.listen, "--listen", minimum=0)
     clash = [name for name in outputs.sound_names(args.n) + ["summary.json"] if (out / name).exists()]
     if clash and not args.force:
         raise PcmusicError(f"{out} already holds {', '.join(clash[:4])}{' ...' if len(clash) > 4 else ''}; "
                            "nothing was written: choose another --out or pass --force")
-    model, cfg = load_model(args.ckpt)
+    model, cfg = load_model(args.ckpt, step=args.step)
     sounds, trace = generation.generate(model, jax.random.key(args.seed), n=args.n, seconds=args.seconds,
                                       refine_steps=args.refine, refine=cfg.refine,
                                       listen=generation.Listening(steps=args.listen, inference=cfg.inference))
@@ -121,16 +248,24 @@ def _cmd_generate(args: argparse.Namespace) -> None:
 def _cmd_probe(args: argparse.Namespace) -> None:
     from pcmusic.evaluation import probing
 
-    out = _new_output(Path(args.out), args.force)
+    out = checks.writable_file(args.out, "--out", force=args.force, suffixes=(".npz",))
+    checks.integer(args.stride, "--stride", minimum=1)
     audio, rate = _load_audio(args.audio)
-    model, inference = _model_and_inference(args.ckpt, args.steps)
+    model, inference = _model_and_inference(args.ckpt, args.steps, args.step)
     result = probing.probe(audio, rate, model=model, stride=args.stride, inference=inference)
     probing.save_npz(result, out, overwrite=args.force)
     print(f"wrote {out}")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: `pcmusic CMD: error: ...; see pcmusic CMD --help`."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pcmusic",
         description="Predictive-coding audio perception and generation through an oscillator bank.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -151,18 +286,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("perceive", help="f0 tracks, partials and energy of a sound, as JSON")
-    p.add_argument("audio", help="an audio file (WAV, FLAC, OGG)")
+    p = sub.add_parser("perceive", help="f0 tracks, confidence, partials and energy of sounds")
+    p.add_argument("audio", nargs="+", help="audio files (WAV, FLAC, OGG) or folders of them")
+    p.add_argument("--out", default=None, help="write outputs into this folder (one set per file; "
+                   "files whose outputs exist are skipped unless --force)")
+    p.add_argument("--format", default=None, help="with --out: json, csv, npz, comma-separated "
+                   "(default json)")
+    p.add_argument("--batch", type=int, default=4, help="files and chunks perceived at once (default 4)")
+    p.add_argument("--fmin", type=float, default=None, help="lowest f0 to look for, Hz")
+    p.add_argument("--fmax", type=float, default=None, help="highest f0 to look for, Hz")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--ckpt", default=None, help="a trained run (default: the untrained prior)")
+    p.add_argument("--step", type=int, default=None,
+                   help="the checkpoint step to restore (default: the latest)")
     p.add_argument("--voices", type=int, default=None, help="simultaneous voices (default 1)")
     p.add_argument("--json", default=None, metavar="OUT", help="write the JSON here instead of printing it")
-    p.add_argument("--force", action="store_true", help="overwrite --json OUT if it exists")
+    p.add_argument("--force", action="store_true", help="overwrite --json OUT or outputs in --out")
     p.add_argument("--steps", type=int, default=None,
                    help="inference steps (default: the run's own; 200 without --ckpt)")
     p.set_defaults(func=_cmd_perceive)
 
     p = sub.add_parser("generate", help="generate sounds from a trained run, refined by listening")
     p.add_argument("--ckpt", required=True, help="a trained run (workdir or its checkpoints/)")
+    p.add_argument("--step", type=int, default=None,
+                   help="the checkpoint step to restore (default: the latest)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--n", type=int, default=4, help="number of sounds (default 4)")
     p.add_argument("--seconds", type=float, default=1.0, help="length of each (default 1.0)")
@@ -177,6 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("probe", help="record latents, errors and energies of perception (.npz)")
     p.add_argument("audio", help="an audio file")
     p.add_argument("--ckpt", required=True, help="a trained run (workdir or its checkpoints/)")
+    p.add_argument("--step", type=int, default=None,
+                   help="the checkpoint step to restore (default: the latest)")
     p.add_argument("--out", required=True, help="output .npz file")
     p.add_argument("--stride", type=int, default=10, help="record every k inference steps")
     p.add_argument("--steps", type=int, default=None,
@@ -194,17 +343,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        if args.command != "bench":
-            from pcmusic.training.loop import enable_compilation_cache
-            enable_compilation_cache()
-        args.func(args)
-    except PcmusicError as err:
-        print(f"pcmusic {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"pcmusic {args.command}: interrupted", file=sys.stderr)
-        return 130
+
+    def one_line_warning(message, category, filename, lineno, file=None, line=None):
+        print(f"pcmusic {args.command}: warning: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():   # restores the process's own handler afterwards
+        warnings.showwarning = one_line_warning
+        try:
+            if args.command != "bench":
+                from pcmusic.training.loop import enable_compilation_cache
+                enable_compilation_cache()
+            args.func(args)
+        except PcmusicError as err:
+            print(f"pcmusic {args.command}: error: {err}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"pcmusic {args.command}: interrupted", file=sys.stderr)
+            return 130
     return 0
 
 

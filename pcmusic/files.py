@@ -32,3 +32,20 @@ def mkstemp_beside(directory: str | Path, *, prefix: str, suffix: str) -> tuple[
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=suffix)
     os.fchmod(fd, 0o666 & ~_umask())
     return fd, tmp
+
+
+def write_npz(path: str | Path, arrays: dict) -> Path:
+    """Write `arrays` (name -> array) to a compressed .npz at `path` atomically: a
+    temporary file beside it, renamed into place when complete."""
+    import numpy as np
+
+    path = Path(path)
+    fd, tmp = mkstemp_beside(path.parent, prefix=f".{path.stem}-", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez_compressed(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -112,7 +112,8 @@ def write_sounds(directory: Path, sounds, trace, sample_rate: int, *, overwrite:
 
 
 def percept_json(percept, audio) -> dict:
-    """A Percept as JSON: f0 per voice and frame in Hz (null where unvoiced), per voice the
+    """A Percept as JSON: the time of each frame (s), f0 per voice and frame in Hz (null where
+    unvoiced), the confidence per voice and frame, per voice the
     mean linear amplitude of each partial over its voiced frames and the RMS of its partials,
     the input's RMS, and the free energy per inference step."""
     def rounded(x, digits):
@@ -131,6 +132,61 @@ def percept_json(percept, audio) -> dict:
     audio_rms = float(np.sqrt(np.mean(np.square(np.asarray(audio), dtype=np.float64))))
     return {"sample_rate": int(percept.sample_rate), "frame_rate_hz": float(percept.frame_rate_hz),
             "n_voices": int(percept.f0_hz.shape[0]),
+            "times_s": rounded(percept.times_s, 6),
             "f0_hz": [rounded(track, 3) for track in percept.f0_hz],
+            "confidence": [rounded(track, 4) for track in percept.confidence],
             "amplitudes": {"audio_rms": round(audio_rms, 7), "voices": voices},
             "energy": rounded(percept.energy, 4)}
+
+
+PERCEPT_FORMATS = ("json", "csv", "npz")
+
+
+def percept_csv(percept, voice: int) -> str:
+    """One voice of a Percept as CSV lines `time_s,f0_hz,confidence` without a header, the
+    layout mir_eval (`mir_eval.io.load_time_series`) and Sonic Visualiser read; f0_hz is 0
+    where the voice is unvoiced (mir_eval's convention)."""
+    f0 = np.nan_to_num(percept.f0_hz[voice], nan=0.0)
+    rows = (f"{t:.6f},{f:.3f},{c:.4f}" for t, f, c in zip(percept.times_s, f0, percept.confidence[voice]))
+    return "\n".join(rows) + "\n"
+
+
+def percept_arrays(percept) -> dict[str, np.ndarray]:
+    """A Percept's arrays for an .npz file: times_s `[F]`, f0_hz `[V, F]` (NaN unvoiced),
+    amplitudes `[V, F, H]`, voiced and confidence `[V, F]`, inharmonicity `[V]`, energy
+    `[n_steps]`, sample_rate and frame_rate_hz (scalars)."""
+    return {"times_s": np.asarray(percept.times_s), "f0_hz": percept.f0_hz,
+            "amplitudes": percept.amplitudes, "voiced": percept.voiced,
+            "confidence": percept.confidence, "inharmonicity": percept.inharmonicity,
+            "energy": percept.energy, "sample_rate": np.asarray(percept.sample_rate),
+            "frame_rate_hz": np.asarray(percept.frame_rate_hz)}
+
+
+def percept_paths(stem: Path, formats, n_voices: int) -> list[Path]:
+    """The files `write_percept` writes for `stem` (a path without suffix): stem.json,
+    stem.npz, and stem.csv (one voice) or stem.voice<i>.csv (several)."""
+    paths = []
+    for fmt in formats:
+        if fmt == "csv" and n_voices > 1:
+            paths += [stem.with_name(f"{stem.name}.voice{v}.csv") for v in range(n_voices)]
+        else:
+            paths.append(stem.with_name(f"{stem.name}.{fmt}"))
+    return paths
+
+
+def write_percept(stem: Path, percept, audio, formats, *, source: str) -> list[Path]:
+    """Write a Percept in each of `formats` (PERCEPT_FORMATS) beside `stem`, each file
+    atomically; returns the paths written."""
+    written = []
+    n_voices = percept.f0_hz.shape[0]
+    for path in percept_paths(stem, formats, n_voices):
+        fmt = path.suffix[1:]
+        if fmt == "json":
+            write_atomic(path, json.dumps({"audio": source, **percept_json(percept, audio)}) + "\n")
+        elif fmt == "csv":
+            voice = int(path.stem.rsplit("voice", 1)[1]) if n_voices > 1 else 0
+            write_atomic(path, percept_csv(percept, voice))
+        else:
+            files.write_npz(path, percept_arrays(percept))
+        written.append(path)
+    return written

@@ -12,7 +12,7 @@ import pcmusic
 
 
 @pytest.mark.parametrize("name, module", [
-    ("perceive", "perception.perceive"), ("perceive_batch", "perception.perceive"),
+    ("perceive", "perception.percept"), ("perceive_batch", "perception.percept"),
     ("generate", "generation.generator"), ("probe", "evaluation.probing"),
     ("load_model", "training.checkpoint"), ("init_model", "model.audio_model")])
 def test_contract_functions_are_exported(name, module):

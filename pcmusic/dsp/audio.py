@@ -29,6 +29,10 @@ FORMATS = {".wav": ("WAV", "FLOAT"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG"
 _SUPPORTED = ", ".join(FORMATS)
 
 
+class AudioWarning(UserWarning):
+    """An audio file or signal that is usable but not what it claims or should be."""
+
+
 def check_sample_rate(sample_rate, *, name: str = "sample_rate") -> int:
     """`sample_rate` as an int, or AudioFileError if it is not an integer number
     of Hz within [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE]."""
@@ -84,7 +88,7 @@ def validate(audio, sample_rate, *, name: str = "audio", allow_channels: bool = 
         n_over = int((np.abs(x) > 1.0).sum())
         warnings.warn(f"{name}: {n_over} samples beyond [-1, 1] (peak {peak:.4g}); they clip "
                       "in integer formats: scale the signal, e.g. audio / np.abs(audio).max()",
-                      stacklevel=2)
+                      AudioWarning, stacklevel=2)
     return x
 
 
@@ -124,12 +128,45 @@ def load(path, *, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
     except OSError as err:
         raise AudioFileError(f"{path}: cannot be read ({err.strerror or err}); check its permissions") from None
     file_sr = check_sample_rate(file_sr, name=f"{path} (header)")
+    declared = wav_declared_frames(path)
+    if declared is not None and declared > data.shape[0]:
+        warnings.warn(f"{path}: truncated: its header declares {declared} frames "
+                      f"({declared / file_sr:.3f} s) but the file holds {data.shape[0]} "
+                      f"({data.shape[0] / file_sr:.3f} s); reading what is there", AudioWarning, stacklevel=2)
     if data.shape[0] == 0:
         raise AudioFileError(f"{path}: contains no samples (zero-length audio); record or export it again")
     audio = validate(data.mean(axis=1), file_sr, name=str(path))
     if sample_rate is not None and sample_rate != file_sr:
         audio = resample(audio, file_sr, sample_rate)
     return audio, sample_rate or file_sr
+
+
+def wav_declared_frames(path: Path) -> int | None:
+    """Frames a RIFF/WAVE file's header declares for its data chunk, or None (not a WAV,
+    or a streamed WAV whose size field is unset). Read from the chunk headers alone."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            block_align = None
+            while True:
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    return None
+                name, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+                if name == b"fmt ":
+                    fmt = f.read(size)
+                    block_align = int.from_bytes(fmt[12:14], "little") if len(fmt) >= 14 else None
+                    f.seek(size % 2, 1)
+                elif name == b"data":
+                    if not block_align or size in (0, 0xFFFFFFFF):
+                        return None
+                    return size // block_align
+                else:
+                    f.seek(size + size % 2, 1)
+    except OSError:
+        return None
 
 
 def _writable_dir(path: Path) -> None:

@@ -20,7 +20,6 @@ recorded energy (the test of a probe's consistency).
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import NamedTuple
 
@@ -28,10 +27,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pcmusic import files, pc
-from pcmusic.errors import PcmusicError
+from pcmusic import checks, files, pc
 from pcmusic.model import sensory
-from pcmusic.perception import Percept, make_energy_fn, perceive, prepare_batch, resolve_specs
+from pcmusic.perception import Percept, chunks, make_energy_fn, prepare_batch, resolve_specs, settle_batch
+from pcmusic.perception.percept import BYTES_PER_SAMPLE, check_request, percept_of
+
+VOICING_DB = 30.0   # as `pcmusic.perceive`'s default
 
 BASE_LEVELS = ("sensory", "controls")
 MODEL_LEVELS = ("z2", "z3", "top")
@@ -76,44 +77,40 @@ class Probe(NamedTuple):
         return np.asarray(jax.jit(lambda t: pc.replay(fn, t))(self.trajectory))
 
 
-def probe(audio, sample_rate: int, *, model=None, stride: int = 10, n_voices: int = 1,
+def probe(audio, sample_rate: int, *, model=None, stride: int = 10, n_voices: int | None = None,
           cspec=None, sspec=None, prior=None, inference=None) -> Probe:
-    """Perceive `audio` (1-D float, any length) and record every `stride` inference steps.
+    """Perceive `audio` (1-D float) whole, as one clip, and record every `stride` inference steps.
 
     Arguments as in `pcmusic.perceive`; only the best start's run is kept when the
-    inference spec has several octave starts. Memory grows with n_steps / stride.
+    inference spec has several octave starts. Memory grows with the clip's length and
+    with n_steps / stride.
     """
-    if stride < 1:
-        raise PcmusicError(f"stride must be >= 1, got {stride}")
-    cspec, sspec, prior, inference = resolve_specs(
-        model=model, n_voices=n_voices, cspec=cspec, sspec=sspec, prior=prior, inference=inference)
-    percept = perceive(audio, sample_rate, model=model, cspec=cspec, sspec=sspec,
-                                    prior=prior, inference=inference, record_stride=stride)
-    batch, _, _ = prepare_batch([audio], sample_rate, cspec=cspec, model=model)
+    stride = checks.integer(stride, "stride", minimum=1)
+    n_voices = check_request(model, n_voices, cspec, voicing_db=VOICING_DB)
+    cspec, sspec, prior, inference = resolve_specs(model=model, n_voices=n_voices, cspec=cspec, sspec=sspec,
+                                                   prior=prior, inference=inference)
+    batch, gains, lengths = prepare_batch([audio], sample_rate, cspec=cspec, model=model)
+    n_records = inference.n_steps // stride + 1
+    checks.check_memory(batch.size * len(inference.octave_starts) * cspec.n_voices
+                        * (BYTES_PER_SAMPLE + 64 * n_records),
+                        f"probing {batch.shape[1] / cspec.sample_rate:.4g} s with stride {stride}",
+                        "a shorter clip or a larger stride")
+    result = jax.device_get(settle_batch(jnp.asarray(batch), model, cspec=cspec, sspec=sspec, prior=prior,
+                                         inference=inference, record_stride=stride))
+    clip = jax.tree.map(lambda a: a[0], result)                       # [n_starts, ...]
+    n_frames = batch.shape[1] // cspec.hop
+    whole = chunks.Plan(n_frames, (0,), ((0, lengths[0]),), lengths[0])
+    percept = percept_of([clip], whole, gain=gains[0], cspec=cspec, voicing_db=VOICING_DB)
+    trajectory = jax.tree.map(lambda a: a[int(np.argmin(clip.energy))], clip.trajectory)
     levels = BASE_LEVELS + (MODEL_LEVELS if model is not None else ())
     context = {"audio": jnp.asarray(batch), "cspec": cspec, "sspec": sspec, "prior": prior,
                "inference": inference, "model": model}
-    return Probe(trajectory=percept.latents["trajectory"], percept=percept, level_names=levels,
-                 context=context)
+    return Probe(trajectory=trajectory, percept=percept, level_names=levels, context=context)
 
 
 def save_npz(result: Probe, path, *, overwrite: bool = False) -> Path:
     """Write `result.arrays()` to a compressed .npz atomically; refuse to overwrite."""
-    path = Path(path)
-    if path.suffix != ".npz":
-        raise PcmusicError(f"probe output {path} must end in .npz")
-    if path.exists() and not overwrite:
-        raise PcmusicError(f"{path} exists; choose another --out or remove it first")
-    if not path.parent.is_dir():
-        raise PcmusicError(f"directory {path.parent} does not exist; create it first")
-    fd, tmp = files.mkstemp_beside(path.parent, prefix=f".{path.stem}-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **result.arrays())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    path = checks.writable_file(path, "probe output", force=overwrite, suffixes=(".npz",))
+    return files.write_npz(path, result.arrays())
 
 

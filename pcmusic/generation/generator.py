@@ -17,11 +17,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pcmusic import checks
 from pcmusic.errors import PcmusicError
 from pcmusic.generation import listening as listening_lib
 from pcmusic.generation.listening import Listened, Listening
 from pcmusic.generation.refinement import Hearing, RefineSpec, refine_batch
 from pcmusic.generation.sampling import sample_intent
+from pcmusic.model import AudioModel
+
+BYTES_PER_SAMPLE = 1024   # working memory per output sample (renders, spectra, listening)
 
 
 class Trace(NamedTuple):
@@ -63,25 +67,39 @@ def generate(model, key: jax.Array, *, n: int = 1, seconds: float = 1.0, refine_
     Returns:
       (audio float32 `[n, n_samples]` at model.spec.controls.sample_rate, Trace).
     """
+    if not isinstance(model, AudioModel):
+        raise PcmusicError(f"model must be an AudioModel (pcmusic.load_model or pcmusic.init_model); "
+                           f"got {type(model).__name__}")
     spec = model.spec
-    if seconds <= 0 or refine_steps < 0 or n < 1:
-        raise PcmusicError(f"need seconds > 0, refine_steps >= 0 and n >= 1; got {seconds}, "
-                           f"{refine_steps}, {n}")
-    k_intent, k_run = jax.random.split(key)
+    key = checks.prng_key(key)
+    seconds = checks.real(seconds, "seconds", minimum=0.0, strict_minimum=True)
+    refine_steps = checks.integer(refine_steps, "refine_steps", minimum=0)
+    temperature = checks.real(temperature, "temperature", minimum=0.0)
     d_top = spec.latent_dims[-1]
+    if intent is None:
+        n = checks.integer(n, "n", minimum=1)
+    else:
+        intent = np.asarray(intent, np.float32)
+        if intent.ndim == 2:
+            intent = intent[:, None, :]
+        if intent.ndim != 3 or intent.shape[1:] != (1, d_top) or intent.shape[0] < 1:
+            raise PcmusicError(f"intent must be [n, {d_top}] or [n, 1, {d_top}]; got {intent.shape}")
+        if not np.all(np.isfinite(intent)):
+            raise PcmusicError("intent holds NaN/Inf values; give finite intents")
+        n = intent.shape[0]
+    n_samples = spec.controls.n_frames(round(seconds * spec.sample_rate)) * spec.controls.hop
+    checks.check_memory(n * n_samples * BYTES_PER_SAMPLE, f"generate n={n} x {seconds:g} s",
+                        "fewer or shorter sounds")
+    k_intent, k_run = jax.random.split(key)
     if intent is None:
         intent = sample_intent(model, k_intent, n)
     intent = jnp.asarray(intent, jnp.float32)
-    if intent.ndim == 2:
-        intent = intent[:, None, :]
-    if intent.ndim != 3 or intent.shape[1:] != (1, d_top):
-        raise PcmusicError(f"intent must be [n, {d_top}] or [n, 1, {d_top}]; got {intent.shape}")
     n_frames = spec.pad_frames(spec.controls.n_frames(round(seconds * spec.controls.sample_rate)))
     keys = jax.random.split(k_run, intent.shape[0])
     hearing = hearing or Hearing()
     audio, unrefined, action, history, terms, diverged, upper, k_noise, k_hear = refine_batch(
         model, intent, keys, n_frames=n_frames, refine_steps=refine_steps,
-        hearing=hearing, refine=refine or RefineSpec(), temperature=float(temperature))
+        hearing=hearing, refine=refine or RefineSpec(), temperature=temperature)
     if bool(jnp.any(diverged)):
         raise PcmusicError(f"the energy of samples {np.flatnonzero(np.asarray(diverged))} is not finite "
                            "before refinement (NaN/Inf in the top-down prediction): the model's "

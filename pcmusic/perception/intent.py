@@ -5,7 +5,7 @@ z2 and z3 carry part of what the clip is (its pitch, say); generation renders wh
 predicts through every map, with no residuals. The clip's intent is therefore the top
 shot from its settled top (and from the intent mean): the one whose top-down prediction
 g(top) best reproduces the settled controls, min_top E_up(c, g(top), top)
-(`pcmusic.perception.settle.shoot_top`). Training banks these intents, generation
+(`pcmusic.perception.inference.shoot_top`). Training banks these intents, generation
 samples around them, and evaluation asks which intent the model hears in its own output.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from pcmusic.model import intents, sensory
-from pcmusic.perception.settle import InferenceSpec, settle, shoot_top
+from pcmusic.perception.inference import InferenceSpec, settle, shoot_top
 
 
 def intent_of(model, controls: dict, top: jax.Array, *, n_steps: int, learning_rate: float) -> jax.Array:

@@ -273,10 +273,17 @@ def _check_structure(target, leaves: dict, where: str) -> None:
 
 def _corrupt(where: str, detail: str, step: int, steps: list[int]) -> CheckpointError:
     older = [s for s in steps if s < step]
-    fix = (f"restore an earlier step (step={older[-1]}; available: {steps})" if older
-           else "no earlier step is available; retrain")
-    return CheckpointError(f"checkpoint {where} is corrupt or truncated ({detail}); "
+    fix = (f"restore an earlier step with --step {older[-1]} (step={older[-1]} in Python; "
+           f"available: {steps})" if older else "no earlier step is available; retrain")
+    return CheckpointError(f"checkpoint {where} is corrupt or truncated ({_one_line(detail)}); "
                            f"nothing was changed on disk; {fix}")
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    """The first line of an error's text, cut to `limit` characters (libraries below orbax
+    put multi-line reprs in their messages)."""
+    first = str(text).strip().splitlines()[0] if str(text).strip() else ""
+    return first if len(first) <= limit else first[:limit] + "..."
 
 
 def _check_config(saved: dict, expected: Any, where: str) -> None:

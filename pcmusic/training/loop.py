@@ -244,6 +244,10 @@ def train(config: Config, workdir: str | Path, *, devices=None, progress: bool =
     if checkpoint.latest_step(ckpt_path) is not None:
         meta = checkpoint.read_meta(ckpt_path)
         _check_resumable(meta["config"], config, ckpt_path)
+        if meta["step"] > t.n_steps:
+            raise CheckpointError(f"{ckpt_path} holds a run at step {meta['step']}, beyond train.n_steps = "
+                                  f"{t.n_steps}; nothing was changed: set train.n_steps >= {meta['step']} "
+                                  "to continue it, or train in a fresh workdir")
         state, meta = checkpoint.restore(ckpt_path, step=meta["step"],
                                          target=checkpoint.abstract_train_state(config, replicated))
         start, n_diverged = meta["step"], int(meta["data_position"]["n_diverged"])
