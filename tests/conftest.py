@@ -1,12 +1,22 @@
-"""Test-wide JAX settings (see shared STYLE.md, rule 7).
+"""Test-wide JAX settings (see shared STYLE.md, rule 7), the fluidsynth marker, and a
+fresh-process runner for determinism checks.
 
 Eight fake CPU devices let the data-parallel tests run the same code as on a
 pod slice; strict promotion catches silent float64/int mixing and accidental
 broadcasting of mismatched ranks. `JAX_PLATFORMS=cuda pytest ...` runs them on a GPU.
+
+Tests marked `fluidsynth` need the fluidsynth binary and a General MIDI soundfont: they
+skip where either is missing, except under CI (the environment variable CI set, as CI
+services do), where a missing one fails them: CI installs both (.ci/run), so a skip
+there would only hide a broken install.
 """
 import gc
 import os
+import subprocess
+import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
@@ -21,6 +31,73 @@ import jax  # noqa: E402
 jax.config.update("jax_default_matmul_precision", "highest")
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def under_ci() -> bool:
+    """Whether the environment variable CI says this is a CI run (CI=true, CI=1, ...)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _missing_fluidsynth(item) -> str | None:
+    """Why a `fluidsynth` test cannot run here (None: it can, or it is not one)."""
+    if item.get_closest_marker("fluidsynth") is None:
+        return None
+    from pcmusic.data import fluid
+
+    if fluid.available():
+        return None
+    return "fluidsynth or a General MIDI soundfont is missing (Debian: fluidsynth, timgm6mb-soundfont)"
+
+
+def pytest_runtest_setup(item):
+    """A `fluidsynth` test skips where fluidsynth or the soundfont is missing, outside CI."""
+    missing = _missing_fluidsynth(item)
+    if missing and not under_ci():
+        pytest.skip(missing)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item):
+    """...and fails (FAILED, not skipped) under CI, before its body runs."""
+    missing = _missing_fluidsynth(item)
+    if missing and under_ci():
+        pytest.fail(f"CI is set but {missing}: CI must install them (.ci/run); "
+                    "this test would otherwise skip silently", pytrace=False)
+
+
+# Runs in a new interpreter: the suite's JAX settings (this file), then `module.function()`,
+# whose dict of arrays comes back through an .npz file.
+_FRESH_RUNNER = """
+import importlib, sys
+import numpy as np
+import tests.conftest  # noqa: F401  (the suite's JAX settings; XLA_FLAGS is already set)
+module, name, out = sys.argv[1:]
+result = getattr(importlib.import_module(module), name)()
+np.savez(out, **{k: np.asarray(v) for k, v in result.items()})
+"""
+
+
+@pytest.fixture
+def fresh_process(tmp_path):
+    """run(module, function) -> dict of numpy arrays: `module.function()` (no arguments,
+    returning a dict of arrays) called in a new Python process, with one host device
+    instead of this process's eight (other XLA flags, so another compilation) and another
+    hash seed. For determinism a user relies on (the same seed, the same sound in every
+    run), which calling a pure function twice in one process cannot test."""
+    def run(module: str, function: str, timeout: float = 600) -> dict:
+        out = tmp_path / f"{module}.{function}.npz"
+        flags = os.environ.get("XLA_FLAGS", "").replace("--xla_force_host_platform_device_count=8", "")
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONHASHSEED": "12345",
+               "XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count=1".strip()}
+        env.pop("JAX_COMPILATION_CACHE_DIR", None)   # compile, not load this process's programs
+        result = subprocess.run([sys.executable, "-c", _FRESH_RUNNER, module, function, str(out)],
+                                cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+        assert result.returncode == 0, result.stderr[-4000:]
+        with np.load(out) as f:
+            return {k: f[k] for k in f.files}
+    return run
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -45,18 +45,58 @@ def test_perceive_prints_json_with_nulls_where_unvoiced(capsys, tone):
     rc, out, _ = run(capsys, "perceive", tone, "--steps", 50)   # tuning_copy --quick's listener
     assert rc == 0
     result = json.loads(out)
-    assert result["sample_rate"] == SR and result["frame_rate_hz"] == 125.0 and result["n_voices"] == 1
+    assert result["sample_rate"] == SR
+    # one tone, no --voices: one voice, in every part of the JSON
+    assert result["n_voices"] == len(result["f0_hz"]) == len(result["amplitudes"]["voices"]) == 1
+    # The frame rate is the track's: its frames span the 1 s clip, and the tone's end
+    # (0.8 s) is where the voiced frames end.
+    rate = result["frame_rate_hz"]
     c = cents(result["f0_hz"][0], 220.0)
-    tone_frames, silent_frames = c[6:95], c[105:]
+    assert abs(len(c) / rate - 1.0) <= 1.0 / rate
+    t = np.arange(len(c)) / rate
+    assert abs(t[np.isfinite(c)].max() - 0.8) < 0.03
+    tone_frames, silent_frames = c[(t > 0.045) & (t < 0.76)], c[t > 0.84]
     assert np.median(np.abs(tone_frames)) < 5 and np.isfinite(tone_frames).mean() > 0.95
     assert np.all(np.isnan(silent_frames))              # null in the JSON
     energy = result["energy"]
-    assert len(energy) == 50 and energy[-1] < energy[0]
+    assert len(energy) == 50 and energy[-1] < energy[0]   # --steps 50 reached the inference
     voice = result["amplitudes"]["voices"][0]
     assert 0.7 < voice["voiced_fraction"] < 0.85        # 0.8 s of 1 s
-    assert len(voice["mean_partial_amplitudes"]) == 40
+    # The partials are the tone's: harmonics 1-8 at 0.2 / k, nothing above them; the
+    # voice's RMS is the tone's over its 0.8 s.
+    partials = np.asarray(voice["mean_partial_amplitudes"])
+    np.testing.assert_allclose(partials[:3], 0.2 / np.arange(1, 4), rtol=0.2)
+    assert np.all(partials[:8] > 0.005) and np.all(partials[9:] < 0.01 * partials[0])
     rms = result["amplitudes"]["audio_rms"]
     assert rms == pytest.approx(np.sqrt(np.mean(np.square(audio.load(tone)[0]))), rel=1e-4)
+    assert voice["rms"] == pytest.approx(rms / np.sqrt(0.8), rel=0.1)
+
+
+@pytest.fixture(scope="module")
+def two_tones(tmp_path_factory):
+    """0.5 s of two harmonic tones at once, 220 and 330 Hz (6 partials each at 0.12 / k,
+    random phases), faded in and out over 10 ms."""
+    t = np.arange(int(0.5 * SR)) / SR
+    phases = np.random.default_rng(0).uniform(0, 2 * np.pi, (2, 6))
+    x = sum(0.12 / k * np.sin(2 * np.pi * f0 * k * t + phases[i, k - 1])
+            for i, f0 in enumerate((220.0, 330.0)) for k in range(1, 7))
+    x = (x * np.minimum(1, t / 0.01) * np.minimum(1, (t[-1] - t) / 0.01)).astype(np.float32)
+    path = tmp_path_factory.mktemp("audio") / "two_tones.wav"
+    audio.save(path, x, SR)
+    return path
+
+
+def test_perceive_hears_two_voices_when_asked(capsys, two_tones, tmp_path):
+    out = tmp_path / "two.json"
+    rc, _, err = run(capsys, "perceive", two_tones, "--voices", 2, "--json", out)
+    assert rc == 0, err
+    result = json.loads(out.read_text())
+    assert result["n_voices"] == len(result["f0_hz"]) == len(result["amplitudes"]["voices"]) == 2
+    found = sorted(np.nanmedian([np.nan if v is None else v for v in track]) for track in result["f0_hz"])
+    np.testing.assert_array_less(np.abs(1200 * np.log2(np.array(found) / [220.0, 330.0])), 30.0)
+    for voice in result["amplitudes"]["voices"]:
+        assert voice["voiced_fraction"] > 0.8               # both sound throughout
+    assert result["energy"][-1] < result["energy"][0]
 
 
 def test_perceive_with_a_checkpoint_writes_json_and_checks_voices(capsys, tone, tiny_run, tmp_path):
@@ -74,19 +114,48 @@ def test_perceive_with_a_checkpoint_writes_json_and_checks_voices(capsys, tone, 
     assert rc == 2 and "hears 1 voice" in err
 
 
-def test_generate_writes_sounds_figures_summary_and_never_overwrites(capsys, tiny_run, tmp_path):
+def test_generate_writes_sounds_figures_summary_and_never_overwrites(capsys, tiny_run, tmp_path,
+                                                                     monkeypatch):
+    import jax
+
+    from pcmusic import generation
+    from pcmusic.training import config
+
+    calls = []
+
+    def generate(*args, **kwargs):                       # pcmusic.generate, watched
+        calls.append((args, kwargs, generation_generate(*args, **kwargs)))
+        return calls[-1][2]
+
+    generation_generate = generation.generate
+    monkeypatch.setattr(generation, "generate", generate)
     out = tmp_path / "gen"
     args = ["generate", "--ckpt", tiny_run, "--out", out, "--n", demo.N_SOUNDS,
             "--seconds", demo.SOUND_SECONDS, "--refine", demo.REFINE_STEPS, "--listen", demo.LISTEN_STEPS,
             "--seed", "3"]
     rc, _, err = run(capsys, *args)
     assert rc == 0, err
+    # What the command line said reaches generate, with the run's own refinement and inference.
+    (model, key), kwargs, (sounds, trace) = calls[0]
+    cfg = config.load_config(tiny_run / "config.toml")
+    assert model.spec == cfg.model
+    np.testing.assert_array_equal(jax.random.key_data(key), jax.random.key_data(jax.random.key(3)))
+    assert (kwargs["n"], kwargs["seconds"], kwargs["refine_steps"], kwargs["listen"].steps) == (
+        demo.N_SOUNDS, demo.SOUND_SECONDS, demo.REFINE_STEPS, demo.LISTEN_STEPS)
+    assert kwargs["refine"] == cfg.refine and kwargs["listen"].inference == cfg.inference
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n"] == demo.N_SOUNDS and len(summary["samples"]) == demo.N_SOUNDS
+    # whole top-level frames (hop x rate factors samples) covering the seconds asked for
+    top_frame = cfg.model.controls.hop * int(np.prod(cfg.model.rate_factors))
     for i, sample in enumerate(summary["samples"]):
         sound, rate = audio.load(out / sample["wav"])
-        assert rate == SR and sound.shape == (16384,) and np.max(np.abs(sound)) <= 1.0
-        assert (out / sample["png"]).stat().st_size > 0 and (out / sample["unrefined_wav"]).exists()
+        assert rate == SR and np.max(np.abs(sound)) <= 1.0
+        assert demo.SOUND_SECONDS * SR <= len(sound) < demo.SOUND_SECONDS * SR + top_frame
+        assert len(sound) % top_frame == 0
+        np.testing.assert_array_equal(sound, np.asarray(sounds[i]) * np.float32(sample["gain"]))
+        unrefined, _ = audio.load(out / sample["unrefined_wav"])
+        np.testing.assert_array_equal(unrefined, trace.unrefined_audio[i] * np.float32(sample["unrefined_gain"]))
+        assert (out / sample["png"]).stat().st_size > 0
         assert len(sample["energy"]) == demo.REFINE_STEPS + 1
         heard = sample["listen_energy"]                  # listening never raises what it hears
         assert len(heard) == demo.LISTEN_STEPS + 1 and np.all(np.diff(heard) <= 0)
@@ -136,11 +205,11 @@ def not_audio(tmp_path):
     (["perceive", "{tone}", "--ckpt", "{tmp}/nockpt"], "does not exist"),
     (["perceive", "{tone}", "--ckpt", "{tmp}"], "holds no checkpoint"),
     (["perceive", "{tone}", "--json", "{tmp}/no/dir/out.json"], "does not exist"),
-    (["perceive", "{tone}", "--steps", "0"], "at least 1"),
+    (["perceive", "{tone}", "--steps", "0"], "below its minimum 1"),
     (["generate", "--ckpt", "{tmp}/nockpt", "--out", "{tmp}/gen"], "does not exist"),
     (["generate", "--ckpt", "{not_audio}", "--out", "{tmp}/gen"], "is a file"),
     (["probe", "{not_audio}", "--ckpt", "{tmp}", "--out", "{tmp}/p.npz"], "not a readable audio file"),
-    (["probe", "{tone}", "--ckpt", "{tmp}", "--out", "{tmp}/p.txt"], "holds no checkpoint"),
+    (["probe", "{tone}", "--ckpt", "{tmp}", "--out", "{tmp}/p.txt"], "must end in .npz"),
     (["train", "--config", "{tmp}/none.toml", "--workdir", "{tmp}/w"], "does not exist"),
     (["train", "--config", "{tiny}", "--workdir", "{tmp}/w", "--set", "train.n_step=3"], "did you mean"),
     (["train", "--config", "{tiny}", "--workdir", "{not_audio}"], "is a file"),
@@ -160,7 +229,8 @@ def test_entry_point_reports_errors_without_traceback(tmp_path):
                             capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.strip().splitlines() == [
-        f"pcmusic perceive: error: {tmp_path / 'x.wav'}: no such file; check the path (cwd is {os.getcwd()})"]
+        f"pcmusic perceive: error: {tmp_path / 'x.wav'}: no such file or folder; check the path "
+        f"(cwd is {os.getcwd()})"]
     help_text = subprocess.run([sys.executable, "-m", "pcmusic", "--help"], capture_output=True,
                                text=True, env=env, timeout=60).stdout
     for command in ("demo", "train", "perceive", "generate", "probe", "bench"):

@@ -28,7 +28,7 @@ def pieces(n, key=0):
     return jax.vmap(lambda k: co.random_piece(k, space=SPACE))(jax.random.split(jax.random.key(key), n))
 
 
-def test_mutation_stays_in_range_and_is_deterministic_per_key():
+def test_mutation_stays_in_range():
     parents = pieces(256)
     keys = jax.random.split(jax.random.key(1), 256)
     children = mutate(keys, parents)
@@ -38,10 +38,6 @@ def test_mutation_stays_in_range_and_is_deterministic_per_key():
     assert np.all((children.log2_hz >= lo - 1e-6) & (children.log2_hz <= hi + 1e-6))
     assert np.all((children.n_notes >= SPACE.min_notes) & (children.n_notes <= SPACE.max_notes))
     assert np.all((children.stretch >= 0.9) & (children.stretch <= 1.1))
-    again = mutate(keys, parents)
-    first = mutate(keys, parents)
-    for a, b in zip(first, again):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_a_pitch_mutation_moves_one_note_by_10_to_50_cents():

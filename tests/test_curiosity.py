@@ -19,10 +19,9 @@ SPACE = co.PieceSpace(max_notes=4, n_frames=48)
 progress_jit = jax.jit(functools.partial(lis.compression_progress, spec=SPEC), static_argnames="n_learn")
 
 
-def test_environment_is_melodies_and_noise_deterministic_per_key():
+def test_environment_is_melodies_and_noise():
     frames = jax.jit(functools.partial(cur.environment_frames, env=ENV, spec=SPEC))
-    a, b = frames(jax.random.key(0)), frames(jax.random.key(0))
-    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    a = frames(jax.random.key(0))
     assert a.shape == (8, 32, SPEC.n_bands)
     # the first quarter are noise clips: broadband, no silent gaps between notes
     flat = np.asarray(a)
@@ -123,8 +122,6 @@ def test_search_keeps_the_mutant_with_most_progress():
     run = jax.jit(functools.partial(cur.search, spec=SPEC, space=SPACE, n_generations=3,
                                     n_mutants=4, n_learn=2))
     learned, trace = run(params, start, jax.random.key(5))
-    again = run(params, start, jax.random.key(5))[1]
-    np.testing.assert_array_equal(np.asarray(trace.progress), np.asarray(again.progress))
     # generation 0: recompute every mutant's CP and check the chosen one is the best
     k0 = jax.random.split(jax.random.key(5), 3)[0]
     mutants = jax.vmap(lambda k: co.mutate_piece(k, start, space=SPACE))(jax.random.split(k0, 4))

@@ -9,7 +9,6 @@ from pcmusic.data.instruments import midi_lattice, render_instrument_batch
 from pcmusic.errors import PcmusicError
 
 SR = 16000
-needs_fluidsynth = pytest.mark.skipif(not fluid.available(), reason="fluidsynth or a GM soundfont is missing")
 
 
 def salience(x, f_hz, *, n_harmonics=6):
@@ -31,7 +30,7 @@ def assert_pitch(x, f_hz):
         assert label > salience(x, f_hz * 2 ** (step / 12)), (f_hz, step)
 
 
-@needs_fluidsynth
+@pytest.mark.fluidsynth
 def test_notes_corpus_count_and_pitch_labels():
     spec = SyntheticSpec(kind="notes", batch_size=4, sample_rate=SR, hop=160, n_frames=60, f0_min_hz=150.0,
                          f0_max_hz=600.0)
@@ -50,7 +49,7 @@ def test_notes_corpus_count_and_pitch_labels():
         assert np.nanmax(labelled) == np.nanmin(labelled) == pytest.approx(f0)
 
 
-@needs_fluidsynth
+@pytest.mark.fluidsynth
 def test_melodies_follow_their_labels_in_time():
     spec = SyntheticSpec(kind="melodies", batch_size=2, sample_rate=SR, hop=160, n_frames=200, notes_per_melody=5,
                          max_step=3, rest_probability=0.0, articulation=(0.9, 0.9), f0_min_hz=200.0,

@@ -35,11 +35,8 @@ def mixed():
     return spec, synthetic_batch(jax.random.key(0), spec)
 
 
-def test_reproducible_per_key_and_a_stream_by_step(mixed):
+def test_a_batch_per_key_and_a_stream_by_step(mixed):
     spec, batch = mixed
-    again = synthetic_batch(jax.random.key(0), spec)
-    for a, b in zip(jax.tree.leaves(batch), jax.tree.leaves(again)):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     other = synthetic_batch(jax.random.key(1), spec)
     assert np.abs(np.asarray(other.audio) - np.asarray(batch.audio)).max() > 0.05
     key = jax.random.key(7)

@@ -40,10 +40,12 @@ def test_recovers_f0_within_5_cents(sample_rate, n_tones, seconds):
     assert recovered_fraction(sample_rate, n_tones, seconds, seed=sample_rate) >= 0.95
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("sample_rate", [16000, 44100])
-def test_recovers_f0_within_5_cents_in_100_cases(sample_rate):
-    assert recovered_fraction(sample_rate, 100, 0.25, seed=sample_rate + 1) >= 0.95
+# More cases, other tones, shorter clips (0.15 s: the shortest the 44.1 kHz case above
+# uses; the pair runs in about 100 s on CI's 2 cores, 100 tones x 0.25 s at both rates
+# took 4.5 minutes).
+@pytest.mark.parametrize("sample_rate,n_tones", [(16000, 100), (44100, 50)])
+def test_recovers_f0_within_5_cents_in_more_cases(sample_rate, n_tones):
+    assert recovered_fraction(sample_rate, n_tones, 0.15, seed=sample_rate + 1) >= 0.95
 
 
 def test_candidates_and_blur_schedule():

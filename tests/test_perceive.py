@@ -10,7 +10,6 @@ from pcmusic.errors import PcmusicError
 from pcmusic.perception import perceive
 
 SR = 16000
-needs_fluidsynth = pytest.mark.skipif(not fluid.available(), reason="needs fluidsynth + a GM soundfont")
 
 
 def _tone(f0_hz, seconds=0.5, *, sample_rate=SR, n_harmonics=20, seed=0):
@@ -69,7 +68,7 @@ REAL_NOTES = [("piano", 43), ("piano", 79), ("organ", 50), ("organ", 72), ("guit
 PROGRAMS = {"piano": 0, "organ": 20, "guitar": 24, "strings": 48, "brass": 61, "flute": 73}
 
 
-@needs_fluidsynth
+@pytest.mark.fluidsynth
 def test_real_instruments_meet_the_accuracy_criteria():
     notes = [fluid.Note(PROGRAMS[name], (pitch,)) for name, pitch in REAL_NOTES]
     clips = fluid.render_notes(notes, sample_rate=SR)
@@ -85,7 +84,7 @@ def test_real_instruments_meet_the_accuracy_criteria():
     assert octave_errors == 0
 
 
-@needs_fluidsynth
+@pytest.mark.fluidsynth
 def test_two_voice_dyads():
     dyads = [(0, 57, 60), (24, 51, 58), (48, 56, 64), (56, 62, 71), (73, 59, 65), (20, 67, 73)]
     notes = [fluid.Note(p, (lo, hi)) for p, lo, hi in dyads]

@@ -33,7 +33,28 @@ def test_probe_with_a_model_records_every_level():
     p = probe(_tone(330.0, seconds=0.3), 16000, model=m, stride=10, inference=INF)
     arrays = p.arrays()
     assert list(arrays["level_names"]) == ["sensory", "controls", "z2", "z3", "top"]
-    for name in ("latents/z2", "latents/z3", "latents/top", "errors/z2", "errors/top",
-                 "errors/controls/log2_f0"):
-        assert arrays[name].shape[0] == 4
     np.testing.assert_allclose(p.recompute_energy(), arrays["energy"], rtol=1e-4)
+
+    # Exactly the keys and shapes the module docstring of pcmusic.evaluation.probing lists.
+    # R records: steps 0, 10, 20, 30 of 40. 0.3 s at hop 128 is 38 control frames, padded
+    # to whole top-level frames (rate factors 4 x 4: 16 frames): F = 48; z2 runs at F / 4,
+    # z3 at F / 16, the top is one frame. One voice, the default 40 harmonics and 24 noise
+    # bands. The sensory errors are centred STFTs of the padded clip (F * 128 samples)
+    # with hop n / 4: 1 + F * 128 // (n / 4) frames of n / 2 + 1 bins.
+    r, f, (d2, d3, d_top) = 4, 48, spec.latent_dims
+    control_shapes = {"log2_f0": (r, 1, 1, f), "log_amp": (r, 1, 1, f, 40), "log_noise": (r, 1, f, 24)}
+    upper_shapes = {"z2": (r, 1, f // 4, d2), "z3": (r, 1, f // 16, d3), "top": (r, 1, 1, d_top)}
+    expected = {"step": (r,), "energy": (r,), "energies": (r, 5), "level_names": (5,)}
+    for k, shape in control_shapes.items():
+        expected[f"latents/controls/{k}"] = expected[f"errors/controls/{k}"] = shape
+    for level, shape in upper_shapes.items():
+        expected[f"latents/{level}"] = expected[f"errors/{level}"] = shape
+    for n in spec.sensory.resolutions:         # the model's FFT sizes
+        expected[f"errors/sensory/{n}"] = (r, 1, 1 + f * 128 // (n // 4), n // 2 + 1)
+    assert set(arrays) == set(expected)
+    assert {k: arrays[k].shape for k in arrays} == expected
+    assert list(arrays["step"]) == [0, 10, 20, 30] and arrays["step"].dtype == np.int32
+    for k, a in arrays.items():
+        if k not in ("step", "level_names"):
+            assert a.dtype == np.float32 and np.all(np.isfinite(a)), k
+    np.testing.assert_allclose(arrays["energies"].sum(1), arrays["energy"], rtol=1e-5)

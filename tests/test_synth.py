@@ -231,11 +231,10 @@ def test_upsample_frames_convention():
     np.testing.assert_allclose(up_axis[:, 0], up[0])
 
 
-def test_filtered_noise_is_deterministic_shaped_and_smooth():
+def test_filtered_noise_is_independent_per_key_shaped_and_smooth():
     hop, n_frames, key = 128, 200, jax.random.key(0)
     flat = np.full((n_frames, 9), 0.5, np.float32)
     a = np.asarray(synth.filtered_noise(flat, hop=hop, key=key))
-    np.testing.assert_array_equal(a, synth.filtered_noise(flat, hop=hop, key=key))
     b = np.asarray(synth.filtered_noise(flat, hop=hop, key=jax.random.key(1)))
     assert abs(np.corrcoef(a, b)[0, 1]) < 0.05
     np.testing.assert_allclose(np.sqrt(np.mean(a ** 2)), 0.5, rtol=0.05)
