@@ -89,7 +89,7 @@ def _prepare(audio, sample_rate: int, cspec: controls_lib.ControlSpec, *, name: 
         raise PcmusicError(f"{name} has {bad.size} NaN/Inf samples (first at index {bad[0]}); "
                            "clean or cut them before perceiving")
     peak = float(np.max(np.abs(x)))
-    if peak > np.finfo(np.float32).max:
+    if peak > float(np.finfo(np.float32).max):
         raise PcmusicError(f"{name} peaks at {peak:.3g}, beyond float32's range; scale it to [-1, 1] "
                            "first, e.g. audio / np.abs(audio).max()")
     x = x.astype(np.float32)
