@@ -162,29 +162,30 @@ def percept_arrays(percept) -> dict[str, np.ndarray]:
             "frame_rate_hz": np.asarray(percept.frame_rate_hz)}
 
 
+def _percept_files(stem: Path, formats, n_voices: int):
+    """(path, format, voice) of each file `write_percept` writes (voice None: all voices)."""
+    for fmt in formats:
+        if fmt == "csv" and n_voices > 1:
+            for v in range(n_voices):
+                yield stem.with_name(f"{stem.name}.voice{v}.csv"), fmt, v
+        else:
+            yield stem.with_name(f"{stem.name}.{fmt}"), fmt, 0 if fmt == "csv" else None
+
+
 def percept_paths(stem: Path, formats, n_voices: int) -> list[Path]:
     """The files `write_percept` writes for `stem` (a path without suffix): stem.json,
     stem.npz, and stem.csv (one voice) or stem.voice<i>.csv (several)."""
-    paths = []
-    for fmt in formats:
-        if fmt == "csv" and n_voices > 1:
-            paths += [stem.with_name(f"{stem.name}.voice{v}.csv") for v in range(n_voices)]
-        else:
-            paths.append(stem.with_name(f"{stem.name}.{fmt}"))
-    return paths
+    return [path for path, _, _ in _percept_files(stem, formats, n_voices)]
 
 
 def write_percept(stem: Path, percept, audio, formats, *, source: str) -> list[Path]:
     """Write a Percept in each of `formats` (PERCEPT_FORMATS) beside `stem`, each file
     atomically; returns the paths written."""
     written = []
-    n_voices = percept.f0_hz.shape[0]
-    for path in percept_paths(stem, formats, n_voices):
-        fmt = path.suffix[1:]
+    for path, fmt, voice in _percept_files(stem, formats, percept.f0_hz.shape[0]):
         if fmt == "json":
             write_atomic(path, json.dumps({"audio": source, **percept_json(percept, audio)}) + "\n")
         elif fmt == "csv":
-            voice = int(path.stem.rsplit("voice", 1)[1]) if n_voices > 1 else 0
             write_atomic(path, percept_csv(percept, voice))
         else:
             files.write_npz(path, percept_arrays(percept))

@@ -87,14 +87,13 @@ def generate(model, key: jax.Array, *, n: int = 1, seconds: float = 1.0, refine_
         if not np.all(np.isfinite(intent)):
             raise PcmusicError("intent holds NaN/Inf values; give finite intents")
         n = intent.shape[0]
-    n_samples = spec.controls.n_frames(round(seconds * spec.sample_rate)) * spec.controls.hop
-    checks.check_memory(n * n_samples * BYTES_PER_SAMPLE, f"generate n={n} x {seconds:g} s",
-                        "fewer or shorter sounds")
+    n_frames = spec.pad_frames(spec.controls.n_frames(round(seconds * spec.sample_rate)))
+    checks.check_memory(n * n_frames * spec.controls.hop * BYTES_PER_SAMPLE,
+                        f"generate n={n} x {seconds:g} s", "fewer or shorter sounds")
     k_intent, k_run = jax.random.split(key)
     if intent is None:
         intent = sample_intent(model, k_intent, n)
     intent = jnp.asarray(intent, jnp.float32)
-    n_frames = spec.pad_frames(spec.controls.n_frames(round(seconds * spec.controls.sample_rate)))
     keys = jax.random.split(k_run, intent.shape[0])
     hearing = hearing or Hearing()
     audio, unrefined, action, history, terms, diverged, upper, k_noise, k_hear = refine_batch(
