@@ -5,7 +5,7 @@
     pcmusic.generate(model, key, *, n, seconds, refine_steps, intent=None, listen=None) -> (audio, Trace)
     pcmusic.probe(audio, sample_rate, *, model=None, stride=10, ...) -> Probe
     pcmusic.load_model(ckpt_dir) -> (AudioModel, Config)
-    pcmusic.init_model(key, ModelSpec()) -> AudioModel
+    pcmusic.init_model(key, ModelSpec(), maps=UserMaps(...)) -> AudioModel
 
 Subpackages by stage, each importing only those before it:
 `pc` (the generic predictive-coding engine), `dsp` (oscillator bank, spectra, pitch
@@ -24,7 +24,8 @@ import importlib
 from pcmusic.errors import AudioFileError, CheckpointError, ConfigError, InferenceDivergence, PcmusicError
 from pcmusic.evaluation import Probe, probe, save_npz
 from pcmusic.generation import Hearing, Listening, RefineSpec, Trace, generate
-from pcmusic.model import AudioModel, ControlPrior, ControlSpec, ModelSpec, SensorySpec, init_model
+from pcmusic.model import (AudioModel, ControlPrior, ControlSpec, ModelSpec, SensorySpec, UserMaps,
+                           init_model)
 from pcmusic.perception import InferenceSpec, Percept, perceive, perceive_batch
 
 __version__ = "0.1.0"
@@ -32,9 +33,9 @@ __version__ = "0.1.0"
 __all__ = [
     "AudioFileError", "AudioModel", "CheckpointError", "Config", "ConfigError", "ControlPrior",
     "ControlSpec", "Hearing", "InferenceDivergence", "InferenceSpec", "Listening", "ModelSpec",
-    "Percept", "PcmusicError", "Probe", "RefineSpec", "SensorySpec", "Trace", "__version__",
-    "default_config", "generate", "init_model", "load_config", "load_model", "perceive",
-    "perceive_batch", "probe", "save_npz",
+    "Percept", "PcmusicError", "Probe", "RefineSpec", "SensorySpec", "Trace", "UserMaps",
+    "__version__", "default_config", "generate", "init_model", "load_config", "load_model",
+    "perceive", "perceive_batch", "probe", "save_npz",
 ]
 
 # Resolved on first use: the training stack's public names, and short names for the

@@ -16,7 +16,10 @@ z3, top): the latents, the prediction errors and the energy terms. Keys of
     errors/<level>        [R, 1, ...]        z_l - g(z_{l+1}) (top: top - mean)
 
 `Probe.recompute_energy()` replays the energy from the recorded latents; it equals the
-recorded energy (the test of a probe's consistency).
+recorded energy (the test of a probe's consistency). `Probe.activations(map_name)`
+(`activations`) replays the recorded latents through one of the model's maps and returns
+its hidden units' activations at every record, with flax's capture of intermediates,
+outside the inference loop.
 """
 from __future__ import annotations
 
@@ -28,7 +31,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from pcmusic import checks, files, pc
+from pcmusic.errors import PcmusicError
 from pcmusic.model import sensory
+from pcmusic.model.maps import MAP_NAMES, control_features, model_maps
 from pcmusic.perception import Percept, chunks, make_energy_fn, prepare_batch, resolve_specs, settle_batch
 from pcmusic.perception.percept import BYTES_PER_SAMPLE, check_request, percept_of
 
@@ -75,6 +80,44 @@ class Probe(NamedTuple):
                             sspec=ctx["sspec"], prior=ctx["prior"], inference=ctx["inference"],
                             model=ctx["model"])
         return np.asarray(jax.jit(lambda t: pc.replay(fn, t))(self.trajectory))
+
+    def activations(self, map_name: str) -> dict[str, np.ndarray]:
+        """The hidden activations of the model's map `map_name` at every record:
+        `activations(model, trajectory["latents"], map_name)` as numpy, `[R, 1, ...]`."""
+        if self.context["model"] is None:
+            raise PcmusicError("Probe.activations needs a probe made with a model (probe(..., model=))")
+        found = activations(self.context["model"], self.trajectory["latents"], map_name)
+        return {name: np.asarray(x) for name, x in found.items()}
+
+
+def activations(model, latents: dict, map_name: str) -> dict[str, jax.Array]:
+    """Replay recorded latents through one map of `model` and return its hidden activations.
+
+    latents: {"controls": control leaves `[R, B, ...]`, "upper": (z2, z3, top), each
+      `[R, B, frames, d]`} (a `Probe`'s `trajectory["latents"]`: R records of B clips).
+    map_name: one of `pcmusic.model.maps.MAP_NAMES`: g2 (reads z2), g3 (z3), top (the top
+      repeated over z3's frames), e2 (`control_features` of the controls), e3 (z2), e_top (z3).
+    Returns {path: float32 `[R, B, ...]`}: the output of every method of the map's flax
+    module and of its submodules ("hidden": a built-in map's tanh layer, "trunk/__call__"
+    its input, "__call__" the map's output), and what the module `sow`s (linen: every
+    submodule's output, `capture_intermediates`). Runs the map once on all R * B inputs.
+    """
+    if map_name not in MAP_NAMES:
+        raise PcmusicError(f"map_name must be one of {MAP_NAMES}; got {map_name!r}")
+    found = model_maps(model.spec, model.maps)
+    the_map = dict(zip(MAP_NAMES, (found.g2, found.g3, found.top, *found.encoder)))[map_name]
+    if the_map.intermediates is None:
+        raise PcmusicError(f"map {map_name} is not a flax module: it has no intermediates to capture")
+    z2, z3, top = latents["upper"]
+    n_records, n_clips = z2.shape[:2]
+    fold = lambda x: jnp.reshape(x, (n_records * n_clips, *x.shape[2:]))  # noqa: E731
+    inputs = {"g2": lambda: fold(z2), "g3": lambda: fold(z3), "e3": lambda: fold(z2),
+              "e_top": lambda: fold(z3),
+              "top": lambda: jnp.broadcast_to(fold(top), (n_records * n_clips, z3.shape[2], top.shape[-1])),
+              "e2": lambda: control_features(jax.tree.map(fold, latents["controls"]))}
+    params = dict(zip(MAP_NAMES, (*model.params["pc"]["maps"], *model.params["encoder"])))[map_name]
+    hidden = the_map.intermediates(params, inputs[map_name]())
+    return {name: jnp.reshape(x, (n_records, n_clips, *x.shape[1:])) for name, x in hidden.items()}
 
 
 def probe(audio, sample_rate: int, *, model=None, stride: int = 10, n_voices: int | None = None,

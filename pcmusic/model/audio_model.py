@@ -28,8 +28,11 @@ control-level precision. The precisions above the controls are fixed; the contro
 precisions and top_mean are learned. A bottom-up amortised encoder (controls -> z2 ->
 z3 -> top) proposes the upper latents (hybrid inference).
 
-`AudioModel` (spec, params) is a pytree whose params are the leaves and whose spec is
-static, so it passes through `jax.jit` and `jax.vmap` as it is.
+The maps are flax modules (`pcmusic.model.maps`); `init_model(key, spec, maps=UserMaps(...))`
+puts the user's own in place of any of them.
+
+`AudioModel` (spec, params, maps) is a pytree whose params are the leaves and whose spec
+and user maps are static, so it passes through `jax.jit` and `jax.vmap` as it is.
 """
 from __future__ import annotations
 
@@ -46,7 +49,7 @@ from pcmusic import pc
 from pcmusic.errors import PcmusicError
 from pcmusic.model import controls as controls_lib
 from pcmusic.model import intents, priors, sensory
-from pcmusic.model.maps import control_features, encoder_maps, generative_maps, n_control_features
+from pcmusic.model.maps import UserMaps, control_features, encoder_maps, generative_maps
 
 TOP_MAPS = ("tiled", "positional")
 LEVEL_NAMES = ("controls", "z2", "z3", "top")
@@ -123,12 +126,13 @@ def _latent_decay(z: jax.Array, step, *, scale: float) -> jax.Array:
     return np.float32(0.5 * scale) * jnp.sum(jnp.square(z))
 
 
-@functools.partial(jax.tree_util.register_dataclass, data_fields=["params"], meta_fields=["spec"])
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["params"], meta_fields=["spec", "maps"])
 @dataclasses.dataclass(frozen=True)
 class AudioModel:
-    """A model: its static `spec` (`ModelSpec`) and its `params` pytree
+    """A model: its static `spec` (`ModelSpec`), its `params` pytree
     {"pc": maps, log_precision, top_mean; "encoder": amortised encoder; "intent": what
-    it met in training (`pcmusic.model.intents`)}.
+    it met in training (`pcmusic.model.intents`)}, and the user's maps (`UserMaps`,
+    static; None: the built-in ones). The params of a map are a plain nested dict.
 
     Controls are dicts of arrays with a leading batch axis B (`pcmusic.model.controls`);
     z2, z3, top are float32 `[B, frames, channels]` (`ModelSpec.upper_shapes`).
@@ -136,12 +140,13 @@ class AudioModel:
 
     spec: ModelSpec
     params: dict
+    maps: UserMaps | None = None
 
     def hierarchy(self, n_frames: int, *, log_det: bool = True) -> pc.Hierarchy:
         """The `pc.Hierarchy` above the controls for clips of `n_frames` control frames;
         log_det=False drops the -0.5 log pi terms (constants for the latents: the energy
         is then >= 0, and 0 at a perfect prediction with latent_decay 0)."""
-        g, _ = generative_maps(self.spec, n_frames)
+        g, _ = generative_maps(self.spec, n_frames, self.maps)
         prior = functools.partial(_latent_decay, scale=self.spec.latent_decay)
         decay = (None, prior, prior, None) if self.spec.latent_decay > 0 else None
         weights = (lambda c, step: self.audibility(c), None, None, None)
@@ -157,8 +162,7 @@ class AudioModel:
 
     def encoder(self) -> pc.Encoder:
         """The amortised encoder (controls -> z2 -> z3 -> top) as a `pc.Encoder`."""
-        return pc.Encoder(maps=tuple(m.apply for m in encoder_maps(
-            self.spec, n_control_features(self.spec.controls))))
+        return pc.Encoder(maps=encoder_maps(self.spec, self.maps))
 
     def encode_upper(self, controls: dict) -> tuple:
         """The amortised guess of (z2, z3, top) for controls `[B, ...]`."""
@@ -202,13 +206,21 @@ class AudioModel:
         return int(sum(math.prod(x.shape) for x in jax.tree.leaves(self.params)))
 
 
-def init_model(key: jax.Array, spec: ModelSpec) -> AudioModel:
+def init_model(key: jax.Array, spec: ModelSpec, *, maps: UserMaps | dict | None = None) -> AudioModel:
     """A fresh model for `spec`: maps initialised from `key`, control log precisions at
     `spec.control_log_precision` (log2 f0) and 0, upper ones at `spec.latent_log_precision`,
-    an encoder, and empty intent statistics."""
+    an encoder, and empty intent statistics.
+
+    maps: the user's own maps in place of built-in ones, a `UserMaps` or a dict with its
+    keys (g2, g3, top, encoder): flax modules, each mapping one level's array to
+    another's (shapes in `UserMaps`); checked on an example clip here. Keep the model
+    (or the UserMaps) to use them again: training (`pcmusic.training.train_step(...,
+    maps=)`) and `load_model(..., maps=)` need the same object.
+    """
+    user = UserMaps.of(maps)
     k_maps, k_enc = jax.random.split(key)
     n_frames = spec.frames_per_top
-    g, init_g = generative_maps(spec, n_frames)
+    g, init_g = generative_maps(spec, n_frames, user)
     example = [controls_lib.zeros(spec.controls, 1, n_frames),
                *[jnp.zeros(s, jnp.float32) for s in spec.upper_shapes(1, n_frames)]]
     params = pc.init_params(pc.Hierarchy(maps=g, learn_precision=True), init_g(k_maps), example)
@@ -217,7 +229,7 @@ def init_model(key: jax.Array, spec: ModelSpec) -> AudioModel:
     for level, value in enumerate(spec.latent_log_precision, start=1):
         log_precision[level] = jax.tree.map(lambda x, v=value: jnp.full_like(x, v), log_precision[level])
     params["log_precision"] = tuple(log_precision)
-    enc = encoder_maps(spec, n_control_features(spec.controls))
+    enc = encoder_maps(spec, user)
     enc_params = tuple(m.init(k) for m, k in zip(enc, jax.random.split(k_enc, len(enc))))
     intent = intents.init_intent_params(spec.latent_dims[-1], spec.latent_log_precision)
-    return AudioModel(spec, {"pc": params, "encoder": enc_params, "intent": intent})
+    return AudioModel(spec, {"pc": params, "encoder": enc_params, "intent": intent}, user)

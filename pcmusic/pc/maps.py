@@ -9,10 +9,16 @@ Time-series maps use the layout `[batch, n_frames, n_channels]`.
 are cast to bfloat16 and accumulate in float32 (`preferred_element_type`), in the
 forward and in both backward products (the cotangent is cast to bfloat16 too). The default
 uses JAX's default matmul precision (TF32 on recent NVIDIA GPUs, float32 on CPU).
+
+`from_flax(module, example_input)` makes a flax module (nnx or linen; an equinox module
+where equinox is installed) a `Map` of the same kind: its params a plain nested dict of
+arrays, its apply pure.
 """
 from __future__ import annotations
 
 import functools
+import sys
+from collections.abc import Mapping
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -25,10 +31,15 @@ Params = Any
 
 
 class Map(NamedTuple):
-    """A generative map: `init(key) -> params`, `apply(params, x) -> prediction`."""
+    """A generative map: `init(key) -> params`, `apply(params, x) -> prediction`.
+
+    intermediates: `intermediates(params, x) -> {name: array}`, the map's hidden
+    activations at input x (maps made by `from_flax`; None for the others).
+    """
 
     init: Callable[[jax.Array], Params]
     apply: Callable[[Params, jax.Array], jax.Array]
+    intermediates: Callable[[Params, jax.Array], dict] | None = None
 
 
 def _identity(x: jax.Array) -> jax.Array:
@@ -185,3 +196,133 @@ def compose(*maps: Map) -> Map:
         return x
 
     return Map(init, apply)
+
+
+def from_flax(module, example_input: jax.Array | None = None) -> Map:
+    """A flax module as a `Map` whose params are a plain nested dict of arrays (str keys,
+    a layer list's indices as "0", "1", ...).
+
+    module, one of:
+      * an `nnx.Module`: `init(key)` returns its params as built (the key is not used;
+        build it with another `nnx.Rngs` seed for another draw);
+      * a function `rngs -> nnx.Module` (e.g. `lambda rngs: MLP(8, 4, rngs=rngs)`):
+        `init(key)` builds it with `nnx.Rngs(key)`;
+      * a `flax.linen.Module`: `init(key)` is `module.init(key, example_input)["params"]`;
+      * an `equinox.Module`, where equinox is installed: its floating-point array
+        leaves, keyed by their paths ("layers/0/weight"), as built.
+    example_input: an input of the shape the map will see (linen only; any batch size).
+
+    `apply(params, x)` is the module's `__call__` at `params`, a pure function of both
+    (jit, grad and vmap it). The module must be deterministic: nnx variables other than
+    `nnx.Param` (and an equinox module's non-float leaves) are held at their built values;
+    a linen module may hold no collection but "params". `intermediates(params, x)` returns
+    its hidden activations, keyed by path: every method's output (nnx `nnx.capture` with
+    `method_outputs`) and every `sow`n `nnx.Intermediate`; every submodule's `__call__`
+    output (linen `capture_intermediates`); none for equinox.
+    """
+    from flax import linen, nnx
+
+    equinox = sys.modules.get("equinox")   # a user holding an equinox module imported it
+    if isinstance(module, linen.Module):
+        return _from_linen(module, example_input)
+    if equinox is not None and isinstance(module, equinox.Module):
+        return _from_equinox(module, equinox)
+    if isinstance(module, nnx.Module):
+        return _from_nnx(module, None)
+    if callable(module):
+        # Built once here for its structure; compile-time evaluation keeps the
+        # fixed (non-param) state concrete when this runs inside a trace.
+        with jax.ensure_compile_time_eval():
+            built = module(nnx.Rngs(0))
+        if not isinstance(built, nnx.Module):
+            raise TypeError(f"from_flax: a function must build an nnx.Module from rngs; "
+                            f"it built a {type(built).__name__}")
+        return _from_nnx(built, module)
+    raise TypeError(f"from_flax takes an nnx or linen module, a function rngs -> nnx.Module or "
+                    f"an equinox module; got a {type(module).__name__}")
+
+
+def _from_nnx(module, build: Callable | None) -> Map:
+    from flax import nnx
+
+    graphdef, template, rest = nnx.split(module, nnx.Param, ...)
+
+    def init(key: jax.Array) -> Params:
+        state = template if build is None else nnx.split(build(nnx.Rngs(key)), nnx.Param, ...)[1]
+        return _str_keys(nnx.to_pure_dict(state))   # list indices too: checkpoints want str
+
+    def merged(params):
+        state = jax.tree.map(lambda v: v, template)   # a fresh State, filled below
+        nnx.replace_by_pure_dict(state, params)
+        return nnx.merge(graphdef, state, rest)
+
+    def apply(params: Params, x: jax.Array) -> jax.Array:
+        return merged(params)(x)
+
+    def intermediates(params: Params, x: jax.Array) -> dict:
+        kind = nnx.Intermediate
+        _, found = nnx.capture(merged(params), kind, method_outputs=kind)(x)
+        return _named(nnx.to_pure_dict(found))
+
+    return Map(init, apply, intermediates)
+
+
+def _from_linen(module, example_input) -> Map:
+    from flax.core import unfreeze
+
+    if example_input is None:
+        raise TypeError("from_flax: a linen module needs example_input (its params are "
+                        "shaped by their first input)")
+
+    def init(key: jax.Array) -> Params:
+        variables = unfreeze(module.init(key, example_input))
+        extra = sorted(set(variables) - {"params"})
+        if extra:
+            raise TypeError(f"from_flax: linen collections other than params ({', '.join(extra)}) "
+                            "are not supported: a map must be deterministic")
+        return variables.get("params", {})
+
+    def apply(params: Params, x: jax.Array) -> jax.Array:
+        return module.apply({"params": params}, x)
+
+    def intermediates(params: Params, x: jax.Array) -> dict:
+        _, found = module.apply({"params": params}, x, capture_intermediates=True,
+                                mutable=["intermediates"])
+        return _named(found["intermediates"])
+
+    return Map(init, apply, intermediates)
+
+
+def _from_equinox(module, equinox) -> Map:
+    arrays, static = equinox.partition(module, equinox.is_inexact_array)
+    flat, treedef = jax.tree_util.tree_flatten_with_path(arrays)
+    names = [jax.tree_util.keystr(path, simple=True, separator="/") for path, _ in flat]
+
+    def init(key: jax.Array) -> Params:
+        return {name: leaf for name, (_, leaf) in zip(names, flat)}
+
+    def apply(params: Params, x: jax.Array) -> jax.Array:
+        leaves = jax.tree.unflatten(treedef, [params[name] for name in names])
+        return equinox.combine(leaves, static)(x)
+
+    return Map(init, apply)
+
+
+def _str_keys(tree):
+    return {str(k): _str_keys(v) for k, v in tree.items()} if isinstance(tree, Mapping) else tree
+
+
+def _named(tree, prefix: str = "") -> dict:
+    """Nested captures {module: {method: (value, ...)}} as flat {"module/method": value};
+    a value recorded n > 1 times gets "/0" ... "/n-1"."""
+    out = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_named(value, name + "/"))
+        elif isinstance(value, (tuple, list)):
+            out.update({name: value[0]} if len(value) == 1
+                       else {f"{name}/{i}": v for i, v in enumerate(value)})
+        else:
+            out[name] = value
+    return out

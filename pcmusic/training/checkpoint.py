@@ -26,6 +26,7 @@ import jax
 import numpy as np
 
 from pcmusic.errors import CheckpointError, ConfigError
+from pcmusic.model.maps import UserMaps
 from pcmusic.training import step as step_lib
 from pcmusic.training.config import Config, config_diff, config_from_dict, config_to_dict, flatten_config
 
@@ -411,26 +412,32 @@ def checkpoint_dir(path: str | Path) -> Path:
     return path / CKPT_DIR if (path / CKPT_DIR).is_dir() else path
 
 
-def abstract_train_state(config: Config, sharding=None):
-    """The `TrainState` of `config` as `jax.ShapeDtypeStruct`s (with `sharding`): the target
-    a training checkpoint is restored against."""
+def abstract_train_state(config: Config, sharding=None, *, maps=None):
+    """The `TrainState` of `config` (with the user's `maps`, `pcmusic.model.UserMaps`) as
+    `jax.ShapeDtypeStruct`s (with `sharding`): the target a training checkpoint is
+    restored against."""
     opt, enc_opt = step_lib.optimizers(learning_rate=config.train.learning_rate,
                                        encoder_learning_rate=config.train.encoder_learning_rate)
     init = functools.partial(step_lib.init_train_state, spec=config.model, optimizer=opt,
-                             encoder_optimizer=enc_opt)
+                             encoder_optimizer=enc_opt, maps=maps)
     shapes = jax.eval_shape(init, jax.random.key(0))
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
 
 
-def load_model(ckpt_dir: str | Path, *, step: int | None = None):
+def load_model(ckpt_dir: str | Path, *, step: int | None = None, maps=None):
     """(AudioModel, Config) of a training checkpoint (a workdir or its checkpoints/
     directory; the latest step, or `step`), on the first local device whatever device
-    count wrote it."""
+    count wrote it.
+
+    maps: the user's maps the model was trained with (`pcmusic.model.UserMaps`); a
+    checkpoint stores their params but not the modules, so give the same modules again
+    (a mismatch is reported leaf by leaf)."""
     directory = checkpoint_dir(ckpt_dir)
     meta = read_meta(directory, step=step)   # first its config, to build the target
     try:
         config = config_from_dict(Config, meta["config"], source=f"checkpoint {directory}")
     except ConfigError as err:
         raise CheckpointError(f"{directory}: its config does not fit this pcmusic ({err})") from None
-    state, _ = restore(directory, step=meta["step"], target=abstract_train_state(config))
-    return step_lib.model_of(state, config.model), config
+    maps = UserMaps.of(maps)
+    state, _ = restore(directory, step=meta["step"], target=abstract_train_state(config, maps=maps))
+    return step_lib.model_of(state, config.model, maps), config

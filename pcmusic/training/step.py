@@ -26,7 +26,7 @@ import optax
 
 from pcmusic import pc
 from pcmusic.model import AudioModel, ModelSpec, init_model, intents, sensory
-from pcmusic.model.maps import control_features
+from pcmusic.model.maps import UserMaps, control_features
 from pcmusic.pc import optim
 from pcmusic.perception import InferenceSpec, intent_of, settle
 
@@ -47,10 +47,12 @@ class TrainState(NamedTuple):
 
 
 def init_train_state(key: jax.Array, spec: ModelSpec, *, optimizer: optax.GradientTransformation,
-                     encoder_optimizer: optax.GradientTransformation) -> TrainState:
-    """Fresh model params and optimiser states; `key` is split, never reused."""
+                     encoder_optimizer: optax.GradientTransformation,
+                     maps: UserMaps | None = None) -> TrainState:
+    """Fresh model params and optimiser states; `key` is split, never reused. maps: the
+    user's maps (`pcmusic.model.init_model`)."""
     k_model, k_run = jax.random.split(key)
-    model = init_model(k_model, spec)
+    model = init_model(k_model, spec, maps=maps)
     return TrainState(params=model.params, opt_state=optimizer.init(model.params["pc"]),
                       enc_opt_state=encoder_optimizer.init(model.params["encoder"]),
                       step=jnp.int32(0), key=jax.random.key_data(k_run))
@@ -84,16 +86,18 @@ def topdown_energy(model, controls: dict, top: jax.Array) -> jax.Array:
 def train_step(state: TrainState, audio: jax.Array, *, spec: ModelSpec,
                inference: InferenceSpec, optimizer: optax.GradientTransformation,
                encoder_optimizer: optax.GradientTransformation,
-               topdown_weight: float = 0.0, intent_shoot_steps: int = 0) -> tuple[TrainState, dict]:
+               topdown_weight: float = 0.0, intent_shoot_steps: int = 0,
+               maps: UserMaps | None = None) -> tuple[TrainState, dict]:
     """One step of learning on `audio` float32 `[B, n_frames * hop]` (pure; jit it).
 
     n_frames must be a multiple of `spec.frames_per_top`. topdown_weight: weight of
     `topdown_energy` added to the params' objective (0: plain PC learning). Returns
     the new state and metrics (float32 scalars): energy per clip in total and per level
     (sensory, controls, z2, z3, top), the learning objective, encoder loss, the
-    top-down energy per clip, diverged (0/1).
+    top-down energy per clip, diverged (0/1). maps: the user's maps the state was
+    initialised with (`init_train_state(..., maps=)`; None: the built-in ones).
     """
-    model = AudioModel(spec, state.params)
+    model = AudioModel(spec, state.params, maps)
     result = settle(sensory.normalise(audio), inference=inference, model=model)
     settled = result.latents
     c, upper = settled["controls"], settled["upper"]
@@ -103,7 +107,7 @@ def train_step(state: TrainState, audio: jax.Array, *, spec: ModelSpec,
     intent = intent_of(model, c, upper[-1], n_steps=intent_shoot_steps, learning_rate=inference.lr_shoot)
 
     def topdown(p):
-        return topdown_energy(AudioModel(spec, dict(state.params, pc=p)), c, intent)
+        return topdown_energy(AudioModel(spec, dict(state.params, pc=p), maps), c, intent)
 
     if topdown_weight > 0:
         td_value, td_grads = jax.value_and_grad(topdown)(state.params["pc"])
@@ -140,6 +144,6 @@ def train_step(state: TrainState, audio: jax.Array, *, spec: ModelSpec,
 LEVEL_NAMES = ("sensory", "controls", "z2", "z3", "top")
 
 
-def model_of(state: TrainState, spec: ModelSpec) -> AudioModel:
-    """The AudioModel a train state holds."""
-    return AudioModel(spec, state.params)
+def model_of(state: TrainState, spec: ModelSpec, maps: UserMaps | None = None) -> AudioModel:
+    """The AudioModel a train state holds (with the user's maps it was trained with)."""
+    return AudioModel(spec, state.params, maps)
