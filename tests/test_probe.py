@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from pcmusic import model as model_lib
+from pcmusic.model.notes import NoteSpec
 from pcmusic.perception import InferenceSpec
 from pcmusic.evaluation.probing import probe, save_npz
 from pcmusic.errors import PcmusicError
@@ -51,10 +52,23 @@ def test_probe_with_a_model_records_every_level():
         expected[f"latents/{level}"] = expected[f"errors/{level}"] = shape
     for n in spec.sensory.resolutions:         # the model's FFT sizes
         expected[f"errors/sensory/{n}"] = (r, 1, 1 + f * 128 // (n // 4), n // 2 + 1)
+    # The note level's settling (80 steps), recorded every stride // 2 = 5 steps: 16 records;
+    # its energies add "notes" and "note_prior" to the five levels.
+    r2, n_slots = 16, NoteSpec().max_notes
+    expected.update({"notes/step": (r2,), "notes/energy": (r2,), "notes/energies": (r2, 7),
+                     "notes/level_names": (7,)})
+    for k in ("onset_s", "log_dur", "log2_f0", "level", "decay", "gate"):
+        expected[f"latents/notes/{k}"] = (r2, 1, 1, n_slots)
+    expected["latents/notes/timbre"] = (r2, 1, 1, n_slots, NoteSpec().n_timbre)
+    for k, shape in control_shapes.items():
+        expected[f"notes/latents/controls/{k}"] = (r2, *shape[1:])
+    expected["errors/notes/log2_f0"] = (r2, 1, 1, f)
+    expected["errors/notes/log_amp"] = (r2, 1, 1, f, 40)
     assert set(arrays) == set(expected)
     assert {k: arrays[k].shape for k in arrays} == expected
     assert list(arrays["step"]) == [0, 10, 20, 30] and arrays["step"].dtype == np.int32
+    assert list(arrays["notes/level_names"]) == ["sensory", "controls", "z2", "z3", "top", "notes", "note_prior"]
     for k, a in arrays.items():
-        if k not in ("step", "level_names"):
+        if k not in ("step", "level_names", "notes/step", "notes/level_names"):
             assert a.dtype == np.float32 and np.all(np.isfinite(a)), k
     np.testing.assert_allclose(arrays["energies"].sum(1), arrays["energy"], rtol=1e-5)

@@ -7,7 +7,8 @@ from pcmusic.bench.table import format_table, machine_description
 
 # section name -> module whose `run(*, quick: bool)` yields (title, rows) tables as they finish
 SECTIONS = {"synth": "pcmusic.bench.synth", "pc": "pcmusic.bench.pc",
-            "perceive": "pcmusic.bench.perceive", "train": "pcmusic.bench.train"}
+            "perceive": "pcmusic.bench.perceive", "transcribe": "pcmusic.bench.transcribe",
+            "train": "pcmusic.bench.train"}
 
 
 def run_all(*, quick: bool, sections: list[str] | None = None) -> None:

@@ -67,7 +67,7 @@ def evaluate_notes(programs: dict, pitches, *, soundfont=None, sample_rate: int 
         ours, theirs, n_ours, n_theirs = [], [], [], []
         for note, clip in zip(notes, clips):
             ref = float(fluid.midi_to_hz(note.pitches[0]))
-            p = perceive(clip, sample_rate)
+            p = perceive(clip, sample_rate, notes=False)
             ours.append(_note_errors(p.f0_hz[0], p.frame_rate_hz, ref))
             n_ours.append(p.f0_hz.shape[1] - int(round(SKIP_S * p.frame_rate_hz)))
             if with_pyin:
@@ -103,7 +103,7 @@ def evaluate_dyads(programs: dict, *, n_per_interval: int, soundfont=None, sampl
     spec = ControlSpec(n_voices=2)
     ok, per_interval = 0, {}
     for note, clip in zip(notes, clips):
-        p = perceive(clip[:sample_rate], sample_rate, cspec=spec)
+        p = perceive(clip[:sample_rate], sample_rate, cspec=spec, notes=False)
         start = int(round(0.1 * p.frame_rate_hz))
         found = np.nanmedian(p.f0_hz[:, start:], axis=1)
         hit = all(np.nanmin(np.abs(1200 * np.log2(found / fluid.midi_to_hz(m)))) < 50 for m in note.pitches)

@@ -90,6 +90,23 @@ def _write_midi(path: Path, notes: Sequence[Note], *, slot_s: float, tempo_us: i
     midi.save(str(path))
 
 
+def _synthesise(midi_path: Path, sf_path: Path, *, sample_rate: int, gain: float, reverb: bool) -> np.ndarray:
+    """FluidSynth's mono float32 rendering of a MIDI file (reverb and chorus on or off)."""
+    import soundfile
+
+    effects = "1" if reverb else "0"
+    with tempfile.TemporaryDirectory(prefix="pcmusic-fluid-") as tmp:
+        wav_path = Path(tmp) / "out.wav"
+        cmd = ["fluidsynth", "-ni", "-q", "-R", effects, "-C", effects, "-g", str(gain), "-r", str(sample_rate),
+               "-F", str(wav_path), "-T", "wav", "-O", "float", str(sf_path), str(midi_path)]
+        result = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "LANG": "C"})
+        if result.returncode != 0 or not wav_path.exists():
+            raise PcmusicError(f"fluidsynth failed on {midi_path.name} ({result.returncode}): "
+                               f"{result.stderr.strip()[:500]}")
+        audio, _ = soundfile.read(str(wav_path), dtype="float32", always_2d=True)
+    return audio.mean(axis=1)
+
+
 def render_notes(notes: Sequence[Note], *, sample_rate: int = 16000, soundfont: str | None = None,
                  release_s: float = 1.0, gain: float = 0.5) -> list[np.ndarray]:
     """Render each note (or chord) to its own float32 mono array.
@@ -99,7 +116,6 @@ def render_notes(notes: Sequence[Note], *, sample_rate: int = 16000, soundfont: 
     when louder than that. Reverb and chorus are off so the pitch is the
     instrument's own. Raises PcmusicError when fluidsynth or the soundfont is missing.
     """
-    import soundfile
 
     sf_path = find_soundfont(soundfont)
     if shutil.which("fluidsynth") is None or sf_path is None:
@@ -112,15 +128,9 @@ def render_notes(notes: Sequence[Note], *, sample_rate: int = 16000, soundfont: 
             raise PcmusicError(f"MIDI pitches must be 0..127, got {note.pitches}")
     slot_s = max(n.duration_s for n in notes) + release_s
     with tempfile.TemporaryDirectory(prefix="pcmusic-fluid-") as tmp:
-        midi_path, wav_path = Path(tmp) / "notes.mid", Path(tmp) / "notes.wav"
+        midi_path = Path(tmp) / "notes.mid"
         _write_midi(midi_path, notes, slot_s=slot_s)
-        cmd = ["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", str(gain), "-r", str(sample_rate),
-               "-F", str(wav_path), "-T", "wav", "-O", "float", str(sf_path), str(midi_path)]
-        result = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "LANG": "C"})
-        if result.returncode != 0 or not wav_path.exists():
-            raise PcmusicError(f"fluidsynth failed ({result.returncode}): {result.stderr.strip()[:500]}")
-        audio, sr = soundfile.read(str(wav_path), dtype="float32", always_2d=True)
-    mono = audio.mean(axis=1)
+        mono = _synthesise(midi_path, sf_path, sample_rate=sample_rate, gain=gain, reverb=False)
     slot = round(slot_s * sample_rate)
     out = []
     for i, note in enumerate(notes):
@@ -133,3 +143,22 @@ def render_notes(notes: Sequence[Note], *, sample_rate: int = 16000, soundfont: 
             clip *= 0.9 / peak
         out.append(clip)
     return out
+
+
+def render_midi(path: str | Path, *, sample_rate: int = 16000, soundfont: str | None = None,
+                gain: float = 0.5, reverb: bool = False, tail_s: float = 0.5) -> np.ndarray:
+    """Render a MIDI file (programs, pitch bends and all) to float32 mono audio
+    `[n_samples]` at `sample_rate`, `tail_s` of release after the last event, peak at most
+    0.9. reverb: FluidSynth's reverb and chorus on (a room), else dry."""
+    import mido
+
+    sf_path = find_soundfont(soundfont)
+    if shutil.which("fluidsynth") is None or sf_path is None:
+        raise PcmusicError("cannot render MIDI: fluidsynth or a GM soundfont is missing; install them "
+                           "(Debian: apt-get install fluidsynth timgm6mb-soundfont)")
+    length_s = mido.MidiFile(str(path)).length + tail_s
+    mono = _synthesise(Path(path), sf_path, sample_rate=sample_rate, gain=gain, reverb=reverb)
+    n = int(round(length_s * sample_rate))
+    mono = np.pad(mono, (0, max(0, n - mono.shape[0])))[:n]
+    peak = float(np.max(np.abs(mono))) if mono.size else 0.0
+    return (mono * (0.9 / peak) if peak > 0.9 else mono).astype(np.float32)

@@ -15,6 +15,15 @@ z3, top): the latents, the prediction errors and the energy terms. Keys of
     errors/controls/<k>   [R, 1, ...]        c - g2(z2) (trained model only)
     errors/<level>        [R, 1, ...]        z_l - g(z_{l+1}) (top: top - mean)
 
+and, from the note level's settling (`pcmusic.perception.notes`; R2 records, every
+stride // 2 of its steps, the controls free beneath the notes):
+
+    notes/step, notes/energy, notes/energies   [R2], [R2], [R2, L + 2]
+    notes/level_names     str [L + 2]        the levels above, then "notes", "note_prior"
+    latents/notes/<k>     [R2, 1, V, N(, K)] onset_s, log_dur, log2_f0, level, timbre, decay, gate
+    notes/latents/controls/<k>  [R2, 1, ...] the controls as they move with the notes
+    errors/notes/<k>      [R2, 1, V, F(, H)] c - prediction of the notes (log2_f0, log_amp)
+
 `Probe.recompute_energy()` replays the energy from the recorded latents; it equals the
 recorded energy (the test of a probe's consistency). `Probe.activations(map_name)`
 (`activations`) replays the recorded latents through one of the model's maps and returns
@@ -35,7 +44,8 @@ from pcmusic.errors import PcmusicError
 from pcmusic.model import sensory
 from pcmusic.model.maps import MAP_NAMES, control_features, model_maps
 from pcmusic.perception import Percept, chunks, make_energy_fn, prepare_batch, resolve_specs, settle_batch
-from pcmusic.perception.percept import BYTES_PER_SAMPLE, check_request, percept_of
+from pcmusic.perception.notes import NOTE_LEVELS, NoteInference
+from pcmusic.perception.percept import BYTES_PER_SAMPLE, check_request, percept_of, with_notes
 
 VOICING_DB = 30.0   # as `pcmusic.perceive`'s default
 
@@ -69,17 +79,30 @@ class Probe(NamedTuple):
                 out[f"errors/controls/{name}"] = np.asarray(e)
         for name, e in zip(MODEL_LEVELS, errors[2:]):
             out[f"errors/{name}"] = np.asarray(e)
+        if "notes" in t:
+            n = t["notes"]
+            out.update({"notes/step": np.asarray(n["step"]), "notes/energy": np.asarray(n["energy"]),
+                        "notes/energies": np.asarray(n["energies"]),
+                        "notes/level_names": np.asarray(self.level_names + NOTE_LEVELS)})
+            for name, x in n["latents"]["notes"].items():
+                out[f"latents/notes/{name}"] = np.asarray(x)
+            for name, x in n["latents"]["controls"].items():
+                out[f"notes/latents/controls/{name}"] = np.asarray(x)
+            for name, e in n["errors"][-1].items():
+                out[f"errors/notes/{name}"] = np.asarray(e)
         return out
 
     def recompute_energy(self) -> np.ndarray:
-        """float32 [R]: the energy of every recorded state, recomputed from its latents."""
+        """float32 [R]: the energy of every recorded state of the first stage (below the
+        notes), recomputed from its latents."""
         ctx = self.context
         first = jax.tree.map(lambda x: x[0], self.trajectory["latents"])
         blur0 = sensory.initial_blur_hz(first["controls"], ctx["inference"].blur)
         fn = make_energy_fn(sensory.observe(ctx["audio"], ctx["sspec"]), blur0, cspec=ctx["cspec"],
                             sspec=ctx["sspec"], prior=ctx["prior"], inference=ctx["inference"],
                             model=ctx["model"])
-        return np.asarray(jax.jit(lambda t: pc.replay(fn, t))(self.trajectory))
+        stage = {k: v for k, v in self.trajectory.items() if k != "notes"}
+        return np.asarray(jax.jit(lambda t: pc.replay(fn, t))(stage))
 
     def activations(self, map_name: str) -> dict[str, np.ndarray]:
         """The hidden activations of the model's map `map_name` at every record:
@@ -121,8 +144,9 @@ def activations(model, latents: dict, map_name: str) -> dict[str, jax.Array]:
 
 
 def probe(audio, sample_rate: int, *, model=None, stride: int = 10, n_voices: int | None = None,
-          cspec=None, sspec=None, prior=None, inference=None) -> Probe:
-    """Perceive `audio` (1-D float) whole, as one clip, and record every `stride` inference steps.
+          cspec=None, sspec=None, prior=None, inference=None, notes=True) -> Probe:
+    """Perceive `audio` (1-D float) whole, as one clip, and record every `stride` inference steps
+    (and, with `notes`, every stride // 2 steps of the note level's settling).
 
     Arguments as in `pcmusic.perceive`; only the best start's run is kept when the
     inference spec has several octave starts. Memory grows with the clip's length and
@@ -140,11 +164,21 @@ def probe(audio, sample_rate: int, *, model=None, stride: int = 10, n_voices: in
                         "a shorter clip or a larger stride")
     result = jax.device_get(settle_batch(jnp.asarray(batch), model, cspec=cspec, sspec=sspec, prior=prior,
                                          inference=inference, record_stride=stride))
+    note_inference = NoteInference() if notes is True else (notes or None)
+    note_trajectory = None
+    if note_inference is not None:
+        result, settled = with_notes(batch, result, model, note_inference=note_inference, note_prior=None,
+                                     voicing_db=VOICING_DB, record_stride=max(1, stride // 2), cspec=cspec,
+                                     sspec=sspec, prior=prior, inference=inference)
+        note_trajectory = jax.tree.map(lambda a: np.asarray(a)[0], settled.trajectory)
     clip = jax.tree.map(lambda a: a[0], result)                       # [n_starts, ...]
     n_frames = batch.shape[1] // cspec.hop
     whole = chunks.Plan(n_frames, (0,), ((0, lengths[0]),), lengths[0])
-    percept = percept_of([clip], whole, gain=gains[0], cspec=cspec, voicing_db=VOICING_DB)
+    percept = percept_of([clip], whole, gain=gains[0], cspec=cspec, voicing_db=VOICING_DB,
+                         note_inference=note_inference)
     trajectory = jax.tree.map(lambda a: a[int(np.argmin(clip.energy))], clip.trajectory)
+    if note_trajectory is not None:
+        trajectory = dict(trajectory, notes=note_trajectory)
     levels = BASE_LEVELS + (MODEL_LEVELS if model is not None else ())
     context = {"audio": jnp.asarray(batch), "cspec": cspec, "sspec": sspec, "prior": prior,
                "inference": inference, "model": model}

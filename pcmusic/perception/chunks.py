@@ -96,14 +96,28 @@ def voice_order(previous: dict, current: dict, *, overlap: int) -> tuple[int, ..
     return tuple(order)
 
 
-def stitch(chunk_controls: list[dict], chunk_plan: Plan) -> dict:
+def _reordered(c: dict, order) -> dict:
+    return {k: (v[list(order)] if k != "log_noise" else v) for k, v in c.items()}
+
+
+def voice_orders(chunk_controls: list[dict]) -> list[tuple[int, ...]]:
+    """Per chunk, the order of its voices that continues the clip's voices (the first
+    chunk's order is the identity); controls as in `stitch`."""
+    orders = [tuple(range(chunk_controls[0]["log2_f0"].shape[0]))]
+    previous = chunk_controls[0]
+    for c in chunk_controls[1:]:
+        orders.append(voice_order(previous, c, overlap=OVERLAP_FRAMES))
+        previous = _reordered(c, orders[-1])
+    return orders
+
+
+def stitch(chunk_controls: list[dict], chunk_plan: Plan, orders: list | None = None) -> dict:
     """The clip's controls (leaves with a batch axis of 1, frames cut to the clip) from
     each chunk's settled controls (leaves without a batch axis: `log2_f0` `[V, F]`,
-    `log_amp` `[V, F, H]`, `log_noise` `[F, B]`, `log_inharm` `[V]`)."""
-    ordered = [chunk_controls[0]]
-    for c in chunk_controls[1:]:
-        order = list(voice_order(ordered[-1], c, overlap=OVERLAP_FRAMES))
-        ordered.append({k: (v[order] if k != "log_noise" else v) for k, v in c.items()})
+    `log_amp` `[V, F, H]`, `log_noise` `[F, B]`, `log_inharm` `[V]`), the voices of
+    chunk k taken in `orders[k]` (default: `voice_orders`)."""
+    orders = voice_orders(chunk_controls) if orders is None else orders
+    ordered = [_reordered(c, order) for c, order in zip(chunk_controls, orders)]
     out = {}
     for name in ordered[0]:
         if name == "log_inharm":

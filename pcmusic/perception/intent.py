@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from pcmusic import checks
+from pcmusic.dsp import audio as audio_lib
+from pcmusic.errors import PcmusicError
 from pcmusic.model import intents, sensory
 from pcmusic.perception.inference import InferenceSpec, settle, shoot_top
 
@@ -44,3 +48,34 @@ def intents_of_batch(model, audio: jax.Array, *, inference: InferenceSpec,
 # One jitted function for every caller in a process: each jit wrapper holds its own cache of
 # compiled programs, and each program holds memory mappings.
 perceive_intents = jax.jit(intents_of_batch, static_argnames=("inference", "intent_shoot_steps"))
+
+
+BYTES_PER_SAMPLE = 4096   # working memory per audio sample while settling one whole clip
+
+
+def perceive_intent(model, audio, sample_rate: int, *, inference: InferenceSpec,
+                    intent_shoot_steps: int):
+    """The intent `[1, 1, d_top]` (numpy float32) a model hears in one clip, in the shape
+    `pcmusic.generate(intent=...)` clamps.
+
+    audio: float mono `[n_samples]` in [-1, 1] at `sample_rate` Hz, resampled to the
+    model's rate and padded with silence to whole top-level frames; the whole clip is
+    settled at once (one top per clip). inference / intent_shoot_steps: as the run that
+    trained the model settles and shoots (its `[inference]` and `train.intent_shoot_steps`),
+    so the intent is the one training would bank for this clip (`intents_of_batch`).
+    Raises PcmusicError where inference diverges."""
+    spec = model.spec
+    audio = audio_lib.validate(audio, sample_rate)
+    if sample_rate != spec.sample_rate:
+        audio = audio_lib.resample(audio, sample_rate, spec.sample_rate)
+    n_samples = spec.pad_frames(spec.controls.n_frames(audio.shape[0])) * spec.controls.hop
+    checks.check_memory(n_samples * BYTES_PER_SAMPLE, f"the intent of {audio.shape[0] / spec.sample_rate:g} s",
+                        "a shorter clip")
+    clip = np.zeros((1, n_samples), np.float32)
+    clip[0, :audio.shape[0]] = audio
+    intent = np.asarray(perceive_intents(model, jnp.asarray(clip), inference=inference,
+                                         intent_shoot_steps=intent_shoot_steps))
+    if not np.all(np.isfinite(intent)):
+        raise PcmusicError("perceiving the intent diverged (NaN/Inf energy): the model's params or "
+                           "its inference settings do not fit this sound")
+    return intent[:, None, :]

@@ -7,11 +7,10 @@ and reports the stitched controls in the input's own units: f0 per voice and fra
 where unvoiced), partial amplitudes at the input's level, inharmonicity, a confidence
 per frame, the energy per inference step, and the settled latents.
 
-Voicing: a voice is voiced in a frame where its partials' power is within `voicing_db`
-of the loudest power of that voice within VOICING_WINDOW_S around the frame, above
-MIN_VOICED_POWER, and above the noise part's power; the decision is then smoothed by a
-running median over VOICING_SMOOTH_FRAMES. Confidence is the harmonic part's share of
-the modelled power, P_voice / (P_voice + P_noise), zero where unvoiced.
+Voicing as in `pcmusic.perception.voicing` (partials within `voicing_db` of the
+voice's loudest nearby, above -40 dB re the reference and above the noise part).
+Confidence is the harmonic part's share of the modelled power,
+P_voice / (P_voice + P_noise), zero where unvoiced.
 """
 from __future__ import annotations
 
@@ -26,17 +25,14 @@ from pcmusic.dsp import audio as audio_lib
 from pcmusic.errors import PcmusicError
 from pcmusic.model import controls as controls_lib
 from pcmusic.model import AudioModel, priors, sensory
-from pcmusic.perception import chunks
+from pcmusic.perception import chunks, voicing
+from pcmusic.perception import notes as notes_perception
 from pcmusic.perception.inference import InferenceSpec, resolve_specs, settle_batch
+from pcmusic.perception.notes import NoteInference
 
-# A voice is unvoiced below -40 dB re the reference level, or where the noise part of the
-# model carries more power than the voice's partials.
-MIN_VOICED_POWER = (sensory.REFERENCE_RMS * 1e-2) ** 2
 SILENT_RMS = 1e-5          # -100 dB re full scale: a clip this quiet is heard as silence
 MAX_VOICES = 8             # the pitch proposal unrolls one search per voice
 BYTES_PER_SAMPLE = 4096    # working memory per sample of a batch per start (spectra, gradients)
-VOICING_WINDOW_S = 1.0     # loudness is judged against the loudest within this window
-VOICING_SMOOTH_FRAMES = 5  # running median of the voicing decision (40 ms at 125 frames/s)
 BATCH_SIZES = (1, 2, 4, 8) # chunks settled at once: a few compiled shapes serve any count
 
 
@@ -56,6 +52,9 @@ class Percept(NamedTuple):
       frames), "upper" (the model's z2, z3, top of each chunk: leading axis n_chunks;
       () without a model) and "chunk_starts" (int `[n_chunks]`, first frame of each chunk).
     start_energies: float32 `[n_starts]`, final energy of every start, summed over chunks.
+    notes: per voice float64 `[n_notes, 5]` note records, columns
+      `pcmusic.model.note_prior.NOTE_COLUMNS` (onset_s, offset_s, f0_hz, loudness_db in dB
+      re full scale, confidence in [0, 1]), in onset order; () when notes were not asked for.
     """
 
     f0_hz: np.ndarray
@@ -68,6 +67,7 @@ class Percept(NamedTuple):
     energy: np.ndarray
     latents: dict
     start_energies: np.ndarray
+    notes: tuple = ()
 
     @property
     def times_s(self) -> np.ndarray:
@@ -132,7 +132,8 @@ def prepare_batch(audios, sample_rate: int, *, cspec: controls_lib.ControlSpec, 
 def perceive(audio, sample_rate: int, *, model=None, n_voices: int | None = None,
              cspec: controls_lib.ControlSpec | None = None, sspec: sensory.SensorySpec | None = None,
              prior: priors.ControlPrior | None = None, inference: InferenceSpec | None = None,
-             voicing_db: float = 30.0, batch_size: int = 4) -> Percept:
+             voicing_db: float = 30.0, batch_size: int = 4,
+             notes: NoteInference | bool = True, note_prior=None) -> Percept:
     """Perceive a sound: settle the network's latents on it.
 
     Args:
@@ -150,19 +151,23 @@ def perceive(audio, sample_rate: int, *, model=None, n_voices: int | None = None
         noise part's power.
       batch_size: chunks settled at once (memory grows with it; one of BATCH_SIZES is
         used, the smallest that holds the chunks, up to this).
+      notes: settle the note level too (`pcmusic.perception.notes`): True for the
+        default `NoteInference`, one to set it, False for frame-level controls only.
+      note_prior: a `pcmusic.model.note_prior.NotePrior` (a learned tuning); None: flat.
     Returns:
       a `Percept`. To record the inference trajectory, use `pcmusic.probe`.
     """
     return perceive_batch([audio], sample_rate, model=model, n_voices=n_voices, cspec=cspec,
                           sspec=sspec, prior=prior, inference=inference, voicing_db=voicing_db,
-                          batch_size=batch_size)[0]
+                          batch_size=batch_size, notes=notes, note_prior=note_prior)[0]
 
 
 def perceive_batch(audios, sample_rate: int, *, model=None, n_voices: int | None = None,
                    cspec: controls_lib.ControlSpec | None = None,
                    sspec: sensory.SensorySpec | None = None, prior: priors.ControlPrior | None = None,
                    inference: InferenceSpec | None = None, voicing_db: float = 30.0,
-                   batch_size: int = 4, progress=None) -> list[Percept]:
+                   batch_size: int = 4, progress=None, notes: NoteInference | bool = True,
+                   note_prior=None) -> list[Percept]:
     """`perceive` for several clips: their chunks are settled together, `batch_size` at a
     time, whatever their lengths.
 
@@ -183,16 +188,31 @@ def perceive_batch(audios, sample_rate: int, *, model=None, n_voices: int | None
                         * len(inference.octave_starts) * cspec.n_voices * BYTES_PER_SAMPLE,
                         f"perceiving with batch_size {batch_size}", "a smaller batch_size")
     pieces = [chunks.cut(x, p, hop=cspec.hop) for (x, _), p in zip(prepared, plans)]
-    settled = _settle_chunks(pieces, model, largest, progress, cspec=cspec, sspec=sspec, prior=prior,
-                             inference=inference)
-    return [percept_of(results, p, gain=gain, cspec=cspec, voicing_db=voicing_db)
+    note_inference = _note_inference(notes)
+    settled = _settle_chunks(pieces, model, largest, progress, note_inference, note_prior, voicing_db,
+                             cspec=cspec, sspec=sspec, prior=prior, inference=inference)
+    return [percept_of(results, p, gain=gain, cspec=cspec, voicing_db=voicing_db, note_inference=note_inference)
             for results, p, (_, gain) in zip(settled, plans, prepared)]
 
 
-def _settle_chunks(pieces: list, model, largest: int, progress, **specs) -> list[list]:
+def _note_inference(notes) -> NoteInference | None:
+    if notes is True:
+        return NoteInference()
+    if notes is False or notes is None:
+        return None
+    if not isinstance(notes, NoteInference):
+        raise PcmusicError(f"notes must be True, False or a NoteInference; got {type(notes).__name__}")
+    checks.integer(notes.n_steps, "notes.n_steps", minimum=1)
+    return notes
+
+
+def _settle_chunks(pieces: list, model, largest: int, progress, note_inference, note_prior, voicing_db,
+                   **specs) -> list[list]:
     """Settle every chunk of every clip (`pieces`: `[n_chunks, chunk_samples]` per clip) in
     batches of one length; returns per clip the list of its chunks' results (host numpy),
-    each with a leading axis over octave starts."""
+    each with a leading axis over octave starts, and, with `note_inference`, the notes
+    settled from each chunk's best start (`pcmusic.perception.notes`) in
+    `latents["notes"]`."""
     jobs = [(i, k) for i, clip in enumerate(pieces) for k in range(clip.shape[0])]
     by_length: dict[int, list] = {}
     for job in jobs:
@@ -206,11 +226,38 @@ def _settle_chunks(pieces: list, model, largest: int, progress, **specs) -> list
             for row, (i, k) in zip(batch, part):
                 row[:] = pieces[i][k]
             result = jax.device_get(settle_batch(jnp.asarray(batch), model, **specs))
+            if note_inference is not None:
+                result, _ = with_notes(batch, result, model, note_inference=note_inference,
+                                       note_prior=note_prior, voicing_db=voicing_db, **specs)
             for j, (i, k) in enumerate(part):
                 out[i][k] = jax.tree.map(lambda a, j=j: a[j], result)
             if progress is not None:
                 progress(len(part))
     return out
+
+
+def with_notes(batch: np.ndarray, result, model, *, note_inference: NoteInference, note_prior, voicing_db,
+               record_stride=None, **specs):
+    """(result, the note level's InferenceResult): `result` of `settle_batch` on chunks
+    `batch` (leading axes [chunks, starts]) with the notes settled from each chunk's best
+    start (`pcmusic.perception.notes`) in latents["notes"] (`[chunks, starts, V, N]`
+    leaves, repeated over starts); specs: cspec, sspec, prior, inference."""
+    best = np.argmin(result.energy, axis=1)
+    pick = lambda a: np.stack([a[j, b, 0] for j, b in enumerate(best)])   # noqa: E731  (batch of 1)
+    controls = jax.tree.map(pick, result.latents["controls"])
+    upper = jax.tree.map(pick, result.latents["upper"])
+    cspec = specs["cspec"]
+    proposals = [notes_perception.propose(jax.tree.map(lambda a, j=j: a[j], controls), cspec=cspec,
+                                          spec=note_inference.spec, voicing_db=voicing_db)
+                 for j in range(batch.shape[0])]
+    notes0 = jax.tree.map(lambda *a: np.concatenate(a), *proposals)
+    settled = jax.device_get(notes_perception.settle_notes_batch(
+        jnp.asarray(batch), controls, notes0, upper, model, note_prior, note_inference=note_inference,
+        record_stride=record_stride, **specs))
+    n_starts = result.energy.shape[1]
+    repeat = lambda a: np.repeat(np.asarray(a)[:, None], n_starts, axis=1)   # noqa: E731
+    latents = dict(result.latents, notes=jax.tree.map(repeat, settled.latents["notes"]))
+    return result._replace(latents=latents), settled
 
 
 def check_request(model, n_voices, cspec, *, voicing_db) -> int:
@@ -230,27 +277,45 @@ def check_request(model, n_voices, cspec, *, voicing_db) -> int:
     return n_voices
 
 
-def percept_of(results: list, chunk_plan: chunks.Plan, *, gain: float, cspec, voicing_db: float) -> Percept:
-    """The Percept of one clip from its chunks' settle results (leading axis: starts)."""
+def percept_of(results: list, chunk_plan: chunks.Plan, *, gain: float, cspec, voicing_db: float,
+               note_inference: NoteInference | None = None) -> Percept:
+    """The Percept of one clip from its chunks' settle results (leading axis: starts;
+    with `note_inference`, their latents hold the chunk's settled notes)."""
     best = []
     for r in results:
         chosen = jax.tree.map(lambda a, i=int(np.argmin(r.energy)): a[i], r)
         pc.check(chosen)
         best.append(chosen)
-    controls = chunks.stitch([jax.tree.map(lambda a: np.asarray(a)[0], b.latents["controls"]) for b in best],
-                             chunk_plan)
+    chunk_controls = [jax.tree.map(lambda a: np.asarray(a)[0], b.latents["controls"]) for b in best]
+    orders = chunks.voice_orders(chunk_controls)
+    controls = chunks.stitch(chunk_controls, chunk_plan, orders)
     f0 = np.exp2(controls["log2_f0"][0])
     amps = np.asarray(controls_lib.amplitudes(controls))[0]
     noise = np.asarray(controls_lib.noise_magnitudes(controls))[0]
     power = 0.5 * np.sum(np.square(amps), axis=-1)                     # [V, F], normalised level
     noise_power = np.mean(np.square(noise), axis=-1)[None, :]         # white noise of RMS m: m^2
-    voiced = _voicing(power, noise_power, voicing_db=voicing_db, frame_rate_hz=cspec.frame_rate_hz)
+    voiced = voicing.voiced_frames(power, noise_power, voicing_db=voicing_db,
+                                   frame_rate_hz=cspec.frame_rate_hz)
     confidence = np.where(voiced, power / np.maximum(power + noise_power, 1e-30), 0.0)
     inharm = np.exp(controls["log_inharm"][0]) if cspec.inharmonic else np.zeros(cspec.n_voices, np.float32)
     upper = tuple(np.stack(levels) for levels in zip(*[tuple(np.asarray(u)[0] for u in b.latents["upper"])
                                                       for b in best]))
     latents: dict[str, Any] = {"controls": controls, "upper": upper,
                                "chunk_starts": np.asarray(chunk_plan.starts)}
+    note_records: tuple = ()
+    if note_inference is not None:
+        rate = cspec.frame_rate_hz
+        per_chunk = [[recs[v] for v in order] for recs, order in zip(
+            (notes_perception.records(b.latents["notes"], start_s=start / rate, gain=gain,
+                                      spec=note_inference.spec, n_harmonics=cspec.n_harmonics)
+             for b, start in zip(best, chunk_plan.starts)), orders)]
+        bounds = [((start + a) / rate, (start + b) / rate) for start, (a, b) in zip(chunk_plan.starts,
+                                                                                 chunk_plan.keep)]
+        joined = notes_perception.join(per_chunk, bounds)
+        note_records = tuple(notes_perception.note_confidence(r, conf_v, rate)
+                             for r, conf_v in zip(joined, confidence))
+        latents["notes"] = [jax.tree.map(lambda a, order=order: np.asarray(a)[list(order)], b.latents["notes"])
+                            for b, order in zip(best, orders)]
     return Percept(f0_hz=np.where(voiced, f0, np.nan).astype(np.float32),
                    amplitudes=(amps / gain).astype(np.float32), voiced=voiced,
                    confidence=confidence.astype(np.float32),
@@ -258,20 +323,5 @@ def percept_of(results: list, chunk_plan: chunks.Plan, *, gain: float, cspec, vo
                    sample_rate=cspec.sample_rate,
                    energy=np.sum([np.asarray(b.energy_history) for b in best], axis=0),
                    latents=latents,
-                   start_energies=np.sum([np.asarray(r.energy) for r in results], axis=0))
-
-
-def _voicing(power: np.ndarray, noise_power: np.ndarray, *, voicing_db: float,
-             frame_rate_hz: float) -> np.ndarray:
-    """bool `[V, F]`: voiced frames of partial powers `[V, F]` (module docstring)."""
-    n_frames = power.shape[-1]
-    half = max(1, int(round(0.5 * VOICING_WINDOW_S * frame_rate_hz)))
-    padded = np.pad(power, ((0, 0), (half, half)), mode="edge")
-    local_loudest = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1, axis=-1).max(-1)
-    voiced = ((power >= local_loudest * 10 ** (-voicing_db / 10)) & (power >= MIN_VOICED_POWER)
-              & (power >= noise_power))
-    k = VOICING_SMOOTH_FRAMES // 2
-    if n_frames > 2 * k:
-        padded = np.pad(voiced, ((0, 0), (k, k)), mode="edge")
-        voiced = np.median(np.lib.stride_tricks.sliding_window_view(padded, 2 * k + 1, axis=-1), axis=-1) > 0.5
-    return voiced
+                   start_energies=np.sum([np.asarray(r.energy) for r in results], axis=0),
+                   notes=note_records)

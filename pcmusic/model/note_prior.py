@@ -1,0 +1,277 @@
+"""Learned priors on the note level: a tuning, intervals, rhythm, and the phrase intent.
+
+Pitches are log2 Hz, so a tuning is a density over pitch class, the position of a
+pitch within a period P (octaves; 1 for octave-repeating tunings, log2 3 for
+Bohlen-Pierce):
+
+    p_tuning(x) = (1 - eps) * h(x mod P) + eps / P
+
+h a circular histogram of the training notes' pitch classes (TUNING_BINS bins per
+period) smoothed by a Gaussian of `smooth_cents`. No grid is built in: 12-TET data
+learns twelve peaks, 5-TET five, just intonation its own ratios, and a prior fitted
+to nothing is flat (eps = 1). Its energy per present note is -log p_tuning(log2 f0),
+linearly interpolated so that it has a gradient in the pitch.
+
+Above it, the phrase prior: successive intervals (a smoothed histogram over cents,
+INTERVAL_RANGE_CENTS either way), inter-onset intervals (log-normal), articulation
+(duration / inter-onset interval), the chance of a rest before a note, and loudness.
+The intent of a phrase is its register (mean log2 f0), tempo (mean log inter-onset
+interval) and level: a Gaussian over the training phrases' intents. `sample_phrase`
+clamps an intent and draws a phrase: each pitch from the product of the interval,
+tuning and register densities on a 1-cent grid.
+
+All are fitted in closed form (`fit`) from perceived or symbolic phrases: note records
+`[n, >=4]` with columns onset_s, offset_s, f0_hz, loudness_db (`NOTE_COLUMNS`).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pcmusic.errors import PcmusicError
+
+NOTE_COLUMNS = ("onset_s", "offset_s", "f0_hz", "loudness_db", "confidence")
+TUNING_BINS = 1200            # bins per period (1 cent for an octave)
+INTERVAL_RANGE_CENTS = 2400   # intervals beyond two octaves are not modelled
+REST_GAP_S = 0.05             # a gap this long between offset and next onset is a rest
+NOTE_COST = 3.0               # nats per present note: a note must explain this much
+
+
+class NotePrior(NamedTuple):
+    """The note level's learned prior (a pytree of float32 arrays and scalars).
+
+    tuning: `[TUNING_BINS]` log density per bin of pitch class (nats, per octave-unit of
+      the period). period_oct: the period P. interval: `[2 * INTERVAL_RANGE_CENTS + 1]`
+      log probability of each interval in cents (successive notes, -range..range).
+    log_ioi_mean / log_ioi_sd: inter-onset intervals (natural log of seconds).
+    articulation: mean duration / inter-onset interval. rest_prob: chance of a rest
+      before a note. intent_mean / intent_sd: `[3]` register (log2 Hz), tempo (log s),
+      level (dB) of a phrase. register_sd: s.d. of pitches about their phrase's mean
+      (octaves). note_cost: nats per present note.
+    """
+
+    tuning: jax.Array
+    period_oct: jax.Array
+    interval: jax.Array
+    log_ioi_mean: jax.Array
+    log_ioi_sd: jax.Array
+    articulation: jax.Array
+    rest_prob: jax.Array
+    intent_mean: jax.Array
+    intent_sd: jax.Array
+    register_sd: jax.Array
+    note_cost: jax.Array
+
+
+def flat(*, period_oct: float = 1.0) -> NotePrior:
+    """The prior before any data: every pitch class and interval equally likely."""
+    f = np.float32
+    return NotePrior(tuning=jnp.zeros(TUNING_BINS, jnp.float32) - np.float32(np.log(period_oct)),
+                     period_oct=f(period_oct),
+                     interval=jnp.full(2 * INTERVAL_RANGE_CENTS + 1,
+                                       -np.log(2 * INTERVAL_RANGE_CENTS + 1), jnp.float32),
+                     log_ioi_mean=f(np.log(0.4)), log_ioi_sd=f(0.4), articulation=f(0.9),
+                     rest_prob=f(0.1), intent_mean=jnp.asarray([np.log2(330.0), np.log(0.4), -20.0], jnp.float32),
+                     intent_sd=jnp.asarray([0.5, 0.3, 6.0], jnp.float32), register_sd=f(0.4),
+                     note_cost=f(NOTE_COST))
+
+
+def _circular_smooth(hist: np.ndarray, sigma_bins: float) -> np.ndarray:
+    n = hist.shape[0]
+    d = np.minimum(np.arange(n), n - np.arange(n)).astype(np.float64)
+    kernel = np.exp(-0.5 * np.square(d / max(sigma_bins, 1e-6)))
+    return np.real(np.fft.ifft(np.fft.fft(hist) * np.fft.fft(kernel / kernel.sum())))
+
+
+def _linear_smooth(hist: np.ndarray, sigma_bins: float) -> np.ndarray:
+    half = int(np.ceil(4 * sigma_bins))
+    x = np.arange(-half, half + 1, dtype=np.float64)
+    kernel = np.exp(-0.5 * np.square(x / max(sigma_bins, 1e-6)))
+    return np.convolve(hist, kernel / kernel.sum(), mode="same")
+
+
+def _check_phrases(phrases: Sequence) -> list[np.ndarray]:
+    out = []
+    for i, p in enumerate(phrases):
+        a = np.asarray(p, np.float64)
+        if a.ndim != 2 or a.shape[1] < 4:
+            raise PcmusicError(f"phrase {i} must be note records [n, >=4] (onset_s, offset_s, f0_hz, "
+                               f"loudness_db); got shape {a.shape}")
+        if a.shape[0] and not (np.all(np.isfinite(a[:, :4])) and np.all(a[:, 2] > 0)):
+            raise PcmusicError(f"phrase {i} holds non-finite values or f0_hz <= 0")
+        out.append(a[np.argsort(a[:, 0], kind="stable")])
+    if sum(a.shape[0] for a in out) < 2:
+        raise PcmusicError(f"fitting a note prior needs at least 2 notes; got {sum(a.shape[0] for a in out)}")
+    return out
+
+
+def fit(phrases: Sequence, *, period_oct: float = 1.0, smooth_cents: float = 6.0,
+        floor: float = 0.02) -> NotePrior:
+    """The prior of a corpus of phrases (each note records `[n, >=4]`, NOTE_COLUMNS).
+
+    period_oct: the tuning's period (given, in octaves). smooth_cents: s.d. of the
+    histograms' smoothing. floor: eps, the uniform share that keeps every pitch
+    possible. Returns a NotePrior.
+    """
+    if not period_oct > 0:
+        raise PcmusicError(f"period_oct must be > 0; got {period_oct}")
+    phrases = _check_phrases(phrases)
+    pitches = np.concatenate([np.log2(a[:, 2]) for a in phrases])
+    classes = np.mod(pitches, period_oct) / period_oct
+    hist = np.bincount(np.floor(classes * TUNING_BINS).astype(int) % TUNING_BINS,
+                       minlength=TUNING_BINS).astype(np.float64)
+    bins_per_cent = TUNING_BINS / (1200.0 * period_oct)
+    hist = _circular_smooth(hist, smooth_cents * bins_per_cent)
+    density = (1 - floor) * hist / hist.sum() + floor / TUNING_BINS      # per bin
+    tuning = np.log(density * TUNING_BINS / period_oct)                  # per octave-unit
+    steps = [np.diff(np.log2(a[:, 2])) * 1200.0 for a in phrases if a.shape[0] > 1]
+    steps = np.concatenate(steps) if steps else np.zeros(0)
+    steps = np.clip(np.round(steps), -INTERVAL_RANGE_CENTS, INTERVAL_RANGE_CENTS).astype(int)
+    ihist = np.bincount(steps + INTERVAL_RANGE_CENTS, minlength=2 * INTERVAL_RANGE_CENTS + 1).astype(np.float64)
+    ihist = _linear_smooth(ihist, smooth_cents) + 1e-9
+    ihist = (1 - floor) * ihist / ihist.sum() + floor / ihist.size
+    iois, gaps, arts = [], [], []
+    for a in phrases:
+        if a.shape[0] > 1:
+            ioi = np.diff(a[:, 0])
+            ok = ioi > 1e-3
+            iois.append(ioi[ok])
+            arts.append(((a[:-1, 1] - a[:-1, 0])[ok] / ioi[ok]))
+            gaps.append(a[1:, 0] - a[:-1, 1])
+    iois = np.concatenate(iois) if iois else np.asarray([0.4])
+    log_ioi = np.log(np.maximum(iois, 1e-3))
+    gaps = np.concatenate(gaps) if gaps else np.zeros(1)
+    intents = np.asarray([[np.mean(np.log2(a[:, 2])),
+                           np.mean(np.log(np.maximum(np.diff(a[:, 0]), 1e-3))) if a.shape[0] > 1 else log_ioi.mean(),
+                           np.mean(a[:, 3])] for a in phrases if a.shape[0]])
+    spread = np.concatenate([np.log2(a[:, 2]) - np.mean(np.log2(a[:, 2])) for a in phrases if a.shape[0]])
+    f = np.float32
+    return NotePrior(tuning=jnp.asarray(tuning, jnp.float32), period_oct=f(period_oct),
+                     interval=jnp.asarray(np.log(ihist), jnp.float32),
+                     log_ioi_mean=f(log_ioi.mean()), log_ioi_sd=f(max(log_ioi.std(), 0.05)),
+                     articulation=f(np.clip(np.mean(np.concatenate(arts)) if arts else 0.9, 0.1, 1.0)),
+                     rest_prob=f(np.mean(gaps > REST_GAP_S)),
+                     intent_mean=jnp.asarray(intents.mean(axis=0), jnp.float32),
+                     intent_sd=jnp.asarray(np.maximum(intents.std(axis=0), [0.05, 0.05, 1.0]), jnp.float32),
+                     register_sd=f(max(spread.std(), 0.05)), note_cost=f(NOTE_COST))
+
+
+def tuning_log_density(log2_f0: jax.Array, prior: NotePrior) -> jax.Array:
+    """log p_tuning(log2 f0) per element (nats per octave), linearly interpolated."""
+    u = jnp.mod(log2_f0 / prior.period_oct, 1.0) * TUNING_BINS - 0.5
+    lo = jnp.floor(u)
+    frac = u - lo
+    i = lo.astype(jnp.int32) % TUNING_BINS
+    j = (i + 1) % TUNING_BINS
+    return prior.tuning[i] * (1.0 - frac) + prior.tuning[j] * frac
+
+
+def energy(notes: dict, prior: NotePrior, *, overlap_sd_s: float = 0.01) -> jax.Array:
+    """The notes' prior energy summed over the batch: per present note (weight sigma(gate))
+    its cost and -log p_tuning of its pitch, plus a Gaussian penalty (s.d. overlap_sd_s)
+    on successive slots of a voice overlapping in time."""
+    on = jax.nn.sigmoid(notes["gate"])
+    per_note = prior.note_cost - tuning_log_density(notes["log2_f0"], prior)
+    end = notes["onset_s"] + jnp.exp(notes["log_dur"])
+    overlap = jax.nn.relu(end[..., :-1] - notes["onset_s"][..., 1:])
+    both = on[..., :-1] * on[..., 1:]
+    return jnp.sum(on * per_note) + 0.5 * jnp.sum(both * jnp.square(overlap / overlap_sd_s))
+
+
+def sample_intent(key: jax.Array, prior: NotePrior, n: int) -> jax.Array:
+    """float32 `[n, 3]` fresh phrase intents (register log2 Hz, tempo log s, level dB)."""
+    return prior.intent_mean[None] + prior.intent_sd[None] * jax.random.normal(key, (n, 3))
+
+
+def sample_phrase(key: jax.Array, prior: NotePrior, intent: jax.Array, *, seconds: float,
+                  f0_min_hz: float = 30.0, f0_max_hz: float = 2500.0, max_notes: int = 64) -> np.ndarray:
+    """One phrase under an intent `[3]`: note records float64 `[n, 5]` (NOTE_COLUMNS,
+    confidence 1) starting at 0 s and ending by `seconds`.
+
+    Each onset follows the last after a log-normal inter-onset interval around the
+    intent's tempo (a rest with rest_prob: the note starts one interval later); each
+    pitch is drawn on a 1-cent grid from p(interval) p_tuning(pitch) N(pitch; register,
+    register_sd), the first from the last two alone.
+    """
+    lo, hi = np.log2(f0_min_hz), np.log2(f0_max_hz)
+    grid = jnp.arange(np.ceil(lo * 1200), np.floor(hi * 1200) + 1, dtype=jnp.float32) / 1200.0
+    base = tuning_log_density(grid, prior) - 0.5 * jnp.square((grid - intent[0]) / prior.register_sd)
+    keys = jax.random.split(key, 4)
+    iois = jnp.exp(intent[1] + prior.log_ioi_sd * jax.random.normal(keys[0], (max_notes,)))
+    rests = jax.random.uniform(keys[1], (max_notes,)) < prior.rest_prob
+
+    def step(prev, k):
+        cents = jnp.round((grid - prev) * 1200.0).astype(jnp.int32)
+        inside = jnp.abs(cents) <= INTERVAL_RANGE_CENTS
+        step_logp = jnp.where(inside, prior.interval[jnp.clip(cents + INTERVAL_RANGE_CENTS, 0,
+                                                                prior.interval.shape[0] - 1)], -1e9)
+        logits = base + jnp.where(jnp.isnan(prev), 0.0, step_logp)
+        x = grid[jax.random.categorical(k, logits)]
+        return x, x
+
+    _, pitches = jax.lax.scan(step, jnp.float32(jnp.nan), jax.random.split(keys[2], max_notes))
+    pitches, iois, rests = np.asarray(pitches, np.float64), np.asarray(iois, np.float64), np.asarray(rests)
+    level = float(intent[2])
+    out, t = [], 0.0
+    for x, ioi, rest in zip(pitches, iois, rests):
+        if rest and out:
+            t += ioi
+        dur = float(prior.articulation) * ioi
+        if t + min(dur, 0.05) > seconds:
+            break
+        out.append((t, min(t + dur, seconds), 2.0 ** x, level, 1.0))
+        t += ioi
+    return np.asarray(out, np.float64).reshape(-1, 5)
+
+
+def save(path, prior: NotePrior, *, overwrite: bool = False):
+    """Write a NotePrior as an .npz (one array per field), atomically; refuses to replace
+    a file unless `overwrite`."""
+    from pathlib import Path
+
+    from pcmusic import files
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise PcmusicError(f"{path} exists; nothing was written: choose another path or overwrite it (--force)")
+    return files.write_npz(path, {name: np.asarray(value) for name, value in prior._asdict().items()})
+
+
+def load(path) -> NotePrior:
+    """The NotePrior in an .npz written by `save` (PcmusicError naming the file and what
+    is wrong otherwise)."""
+    from pathlib import Path
+
+    path = Path(path)
+    fix = "give a note prior written by `pcmusic notes fit` (or note_prior.save)"
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {name: f[name] for name in f.files}
+    except FileNotFoundError:
+        raise PcmusicError(f"{path}: no such file; {fix}") from None
+    except (OSError, ValueError, AttributeError) as err:
+        raise PcmusicError(f"{path}: not a readable .npz ({err}); {fix}") from None
+    missing = [name for name in NotePrior._fields if name not in arrays]
+    if missing:
+        raise PcmusicError(f"{path} lacks {', '.join(missing)}; {fix}")
+    shapes = {"tuning": (TUNING_BINS,), "interval": (2 * INTERVAL_RANGE_CENTS + 1,), "intent_mean": (3,),
+              "intent_sd": (3,)}
+    for name in NotePrior._fields:
+        a = arrays[name]
+        if a.shape != shapes.get(name, ()) or not np.all(np.isfinite(a)):
+            raise PcmusicError(f"{path}: {name} has shape {a.shape} or non-finite values; expected finite "
+                               f"{shapes.get(name, ())}; {fix}")
+    return NotePrior(**{name: jnp.asarray(arrays[name], jnp.float32) for name in NotePrior._fields})
+
+
+def lattice_cents(prior: NotePrior, *, max_peaks: int = 24, min_ratio: float = 2.0) -> np.ndarray:
+    """The learned tuning's peaks: float64 cents within the period (re 1 Hz), ascending;
+    local maxima of the density at least `min_ratio` times its median, the strongest
+    `max_peaks`. Empty for a flat prior."""
+    d = np.exp(np.asarray(prior.tuning, np.float64))
+    peaks = np.flatnonzero((d > np.roll(d, 1)) & (d >= np.roll(d, -1)) & (d >= min_ratio * np.median(d)))
+    peaks = peaks[np.argsort(d[peaks])[::-1][:max_peaks]]
+    return np.sort((peaks + 0.5) / TUNING_BINS * 1200.0 * float(prior.period_oct))

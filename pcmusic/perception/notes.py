@@ -1,0 +1,310 @@
+"""Perceive notes: settle the note level with the controls beneath it.
+
+After the controls of a chunk have settled (`pcmusic.perception.inference`), the
+network settles the note level and the controls together on
+
+    E = E_sensory(x | c) + prior'(c) [+ E_up(c, upper), upper clamped]
+      + E_notes(c | notes)                       `pcmusic.model.notes.energy`
+      + E_prior(notes)                           `pcmusic.model.note_prior.energy`
+
+where prior' is the structural prior without its f0 smoothness: above the controls,
+the notes predict the pitch (steps at onsets, glides between notes), so the controls'
+f0 need not glide into a note from the rest before it.
+
+starting from a proposal (`propose`): each voice's voiced frames cut into segments
+where the pitch moves away from the segment's by more than SPLIT_CENTS for
+SPLIT_FRAMES frames, or the partials' power jumps by ONSET_DB within two frames
+(glides and short pieces joined to their notes: `_segments`); each segment becomes a note whose level, timbre and decay are the least-squares fit
+of its partials. Onsets, durations, pitches, loudness and the gates (whether each
+note is there at all) then move by the energy's gradient; the notes whose gate ends
+on are the percept's notes (`records`). Chunks' notes are joined where a note runs
+across a seam (`join`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from pcmusic import pc
+from pcmusic.model import controls as controls_lib
+from pcmusic.model import note_prior as note_prior_lib
+from pcmusic.model import notes as notes_lib
+from pcmusic.model import sensory
+from pcmusic.perception import voicing
+from pcmusic.perception.inference import make_energy_fn
+
+SPLIT_CENTS = 40.0       # a pitch this far from the segment's starts a new note ...
+SPLIT_FRAMES = 3         # ... when it holds there this many frames
+ONSET_DB = 6.0           # a rise of the partials' power this large within two frames is an onset
+MIN_NOTE_S = 0.03        # settled notes shorter than this are dropped
+MIN_SEGMENT_S = 0.06     # shorter segments join the segment before them
+TRANSITION_S = 0.15      # a shorter piece between two notes whose pitch sweeps is a glide
+JOIN_CENTS = 50.0        # a note across a chunk seam continues one within this many cents
+NOTE_LEVELS = ("notes", "note_prior")   # the energy terms the note level adds
+
+
+@dataclasses.dataclass(frozen=True)
+class NoteInference:
+    """How the note level settles: n_steps of Adam at these step sizes (cosine decay):
+    onsets in seconds, durations and levels in natural log units, pitch in octaves,
+    gates in logits; the controls move at `controls_scale` times perception's rates."""
+
+    n_steps: int = 80
+    lr_onset_s: float = 0.002
+    lr_log_dur: float = 0.02
+    lr_log2_f0: float = 0.0005
+    lr_level: float = 0.05
+    lr_gate: float = 0.1
+    controls_scale: float = 0.5
+    spec: notes_lib.NoteSpec = notes_lib.NoteSpec()
+
+
+def _segments(f0_oct: np.ndarray, power_db: np.ndarray, voiced: np.ndarray, frame_rate_hz: float
+              ) -> list[tuple[int, int]]:
+    """[(first, stop)] frames of the notes of one voice (module docstring).
+
+    Voiced runs are cut where the (5-frame median) pitch leaves the segment's by more
+    than SPLIT_CENTS and holds (within SPLIT_CENTS / 2) for SPLIT_FRAMES frames, or the
+    power rises by ONSET_DB within two frames (not within the first 2 MIN_NOTE_S of a
+    segment: that is its own attack). Then a piece shorter than TRANSITION_S that follows a note without an onset
+    and leads straight into the next, its pitch spanning more than 2 SPLIT_CENTS, is the
+    glide from one note to the next and is shared between them at its middle; pieces
+    shorter than MIN_SEGMENT_S join the note before; a piece that opens with an onset and lasts less
+    than TRANSITION_S is the attack of the note it leads into; neighbours within
+    SPLIT_CENTS are one note.
+    """
+    k = 2
+    padded = np.pad(f0_oct, (k, k), mode="edge")
+    pitch = np.median(np.lib.stride_tricks.sliding_window_view(padded, 2 * k + 1), axis=-1)
+    split = SPLIT_CENTS / 1200.0
+    min_frames = max(2, int(round(MIN_NOTE_S * frame_rate_hz)))
+    cuts: list[list] = []          # [first, stop, starts with an attack]
+    start, attacked = None, False
+    n = f0_oct.shape[0]
+    for t in range(n):
+        if not voiced[t]:
+            if start is not None:
+                cuts.append([start, t, attacked])
+                start = None
+            continue
+        if start is None:
+            start, attacked = t, True
+            continue
+        ref = np.median(pitch[max(start, t - 8):t])
+        ahead = pitch[t:min(n, t + SPLIT_FRAMES)]
+        moved = (ahead.size == SPLIT_FRAMES and np.all(np.abs(ahead - ref) > split)
+                 and np.ptp(ahead) < 0.5 * split and np.all(voiced[t:t + SPLIT_FRAMES]))
+        attack = t - start >= 2 * min_frames and power_db[t] - power_db[t - 2] > ONSET_DB
+        if moved or attack:
+            cuts.append([start, t, attacked])
+            start, attacked = t, bool(attack)
+    if start is not None:
+        cuts.append([start, n, attacked])
+
+    def joined_to_previous(i):
+        return i > 0 and cuts[i - 1][1] == cuts[i][0] and not cuts[i][2]
+
+    transition = round(TRANSITION_S * frame_rate_hz)
+    for i in range(1, len(cuts) - 1):          # glides between two notes
+        a, b, _ = cuts[i]
+        if (b - a < transition and joined_to_previous(i) and cuts[i + 1][0] == b
+                and np.ptp(pitch[a:b]) > 2 * split):
+            middle = (a + b) // 2
+            cuts[i - 1][1], cuts[i + 1][0] = middle, middle
+            cuts[i][1] = cuts[i][0] = middle
+    cuts = [c for c in cuts if c[1] > c[0]]
+    shortest = max(2, int(round(MIN_SEGMENT_S * frame_rate_hz)))
+    out: list[list] = []
+    for a, b, attack in cuts:
+        if out and out[-1][1] == a and not attack and (
+                b - a < shortest or out[-1][1] - out[-1][0] < shortest
+                or (out[-1][2] and out[-1][1] - out[-1][0] < transition)
+                or abs(np.median(pitch[a:b]) - np.median(pitch[out[-1][0]:out[-1][1]])) < split):
+            out[-1][1] = b
+        else:
+            out.append([a, b, attack])
+    return [(a, b) for a, b, _ in out if b - a >= min_frames]
+
+
+def _fit_note(log_amp: np.ndarray, times_s: np.ndarray, basis: np.ndarray, floor: float
+              ) -> tuple[float, np.ndarray, float]:
+    """(level, timbre `[K]`, decay) of one note's partials `[T, H]` at `times_s` (relative to
+    its onset), least squares over the partials above `floor`."""
+    t, h = log_amp.shape
+    y = np.maximum(log_amp, floor).reshape(-1)
+    cols = [np.ones(t * h), *[np.tile(b, t) for b in basis], -np.repeat(times_s, h)]
+    design = np.stack(cols, axis=1)
+    if t < 3:
+        design = design[:, :-1]
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    decay = float(np.clip(coef[-1], -5.0, 30.0)) if t >= 3 else 0.0
+    return float(coef[0]), coef[1:1 + basis.shape[0]].astype(np.float32), decay
+
+
+def propose(controls: dict, *, cspec: controls_lib.ControlSpec, spec: notes_lib.NoteSpec,
+            voicing_db: float = 30.0) -> dict:
+    """Initial notes `[1, V, max_notes]` of one chunk's controls (leaves without batch
+    axis, at the reference level); the longest max_notes segments per voice."""
+    f0 = np.asarray(controls["log2_f0"], np.float64)
+    log_amp = np.asarray(controls["log_amp"], np.float64)
+    amps = np.exp(np.clip(log_amp, *controls_lib.LOG_AMP_RANGE))
+    power = 0.5 * np.sum(np.square(amps), axis=-1)
+    noise = np.exp(np.clip(np.asarray(controls["log_noise"], np.float64), *controls_lib.LOG_AMP_RANGE))
+    noise_power = np.mean(np.square(noise), axis=-1)[None, :]
+    voiced = voicing.voiced_frames(power, noise_power, voicing_db=voicing_db, frame_rate_hz=cspec.frame_rate_hz)
+    power_db = 10 * np.log10(np.maximum(power, 1e-20))
+    rate = cspec.frame_rate_hz
+    n_voices, n_frames = f0.shape
+    notes = jax.tree.map(np.asarray, notes_lib.empty(1, n_voices, spec, end_s=n_frames / rate))
+    notes = {k: np.array(v) for k, v in notes.items()}
+    basis = notes_lib.timbre_basis(cspec.n_harmonics, spec.n_timbre)
+    floor = float(np.max(log_amp)) - spec.floor_db / 20.0 * np.log(10.0)
+    for v in range(n_voices):
+        segs = _segments(f0[v], power_db[v], voiced[v], rate)
+        segs = sorted(sorted(segs, key=lambda s: s[0] - s[1])[:spec.max_notes])
+        for slot, (a, b) in enumerate(segs):
+            times = (np.arange(a, b) - a) / rate
+            level, timbre, decay = _fit_note(log_amp[v, a:b], times, basis, floor)
+            notes["onset_s"][0, v, slot] = (a - 0.5) / rate
+            notes["log_dur"][0, v, slot] = np.log((b - a) / rate)
+            notes["log2_f0"][0, v, slot] = np.median(f0[v, a:b])
+            notes["level"][0, v, slot] = level
+            notes["timbre"][0, v, slot] = timbre
+            notes["decay"][0, v, slot] = decay
+            notes["gate"][0, v, slot] = notes_lib.GATE_ON
+        if segs:
+            notes["log2_f0"][0, v, len(segs):] = notes["log2_f0"][0, v, len(segs) - 1]
+    return {k: np.asarray(v, np.float32) for k, v in notes.items()}
+
+
+def _optimizer(latents: dict, spec: NoteInference, inference) -> optax.GradientTransformation:
+    def adam(peak):
+        return optax.adam(optax.cosine_decay_schedule(peak, max(spec.n_steps, 1), alpha=0.05))
+    rates = {"onset_s": spec.lr_onset_s, "log_dur": spec.lr_log_dur, "log2_f0": spec.lr_log2_f0,
+             "level": spec.lr_level, "timbre": spec.lr_level, "decay": 10 * spec.lr_level,
+             "gate": spec.lr_gate, "f0": spec.controls_scale * inference.lr_f0,
+             "amp": spec.controls_scale * inference.lr_amp}
+    labels = {"controls": {k: ("f0" if k == "log2_f0" else "amp") for k in latents["controls"]},
+              "notes": {k: k for k in latents["notes"]}}
+    return optax.multi_transform({name: adam(rate) for name, rate in rates.items()},
+                                 jax.tree.leaves(labels))
+
+
+def settle_notes(audio, controls: dict, notes0: dict, upper=(), model=None, *, cspec, sspec, prior,
+                 inference, note_inference: NoteInference, note_prior,
+                 record_stride: int | None = None) -> pc.InferenceResult:
+    """Settle notes and controls together on clips float32 `[B, n_frames * hop]` at the
+    reference level (traceable). controls: Controls `[B, ...]` settled without notes;
+    notes0: the proposal `[B, V, max_notes]`; upper: the model's settled (z2, z3, top),
+    held fixed. Returns the `pc.InferenceResult` over {"controls", "notes"}; its aux
+    ["energies"] are (sensory, controls, [z2, z3, top,] notes, note prior) and its
+    aux["errors"] end with the note level's {"log2_f0", "log_amp"} errors (NOTE_LEVELS);
+    record_stride as in `pc.infer`."""
+    observed = sensory.observe(audio, sspec)
+    blur0 = jnp.zeros(audio.shape[:1], jnp.float32)
+    prior = dataclasses.replace(prior, f0_slope=0.0, f0_curvature=0.0)   # the notes predict f0
+    base = make_energy_fn(observed, blur0, cspec=cspec, sspec=sspec, prior=prior, inference=inference,
+                          model=model)
+    nspec = note_inference.spec
+
+    def fn(latents, step):
+        e, aux = base({"controls": latents["controls"], "upper": upper}, jnp.int32(inference.n_steps))
+        e_notes, errors = notes_lib.energy(latents["controls"], latents["notes"], cspec=cspec, spec=nspec)
+        e_prior = note_prior_lib.energy(latents["notes"], note_prior)
+        energies = jnp.concatenate([aux["energies"], jnp.stack([e_notes, e_prior])])
+        return e + e_notes + e_prior, {"energies": energies, "errors": aux["errors"] + (errors,)}
+
+    latents = {"controls": controls, "notes": notes0}
+    return pc.infer(fn, latents, optimizer=_optimizer(latents, note_inference, inference),
+                    n_steps=note_inference.n_steps, record_stride=record_stride)
+
+
+@functools.partial(jax.jit, static_argnames=("cspec", "sspec", "prior", "inference", "note_inference",
+                                             "record_stride"))
+def settle_notes_batch(audio, controls, notes0, upper=(), model=None, note_prior=None, *, cspec, sspec,
+                       prior, inference, note_inference, record_stride=None) -> pc.InferenceResult:
+    """`settle_notes` each clip of `[B, n_frames * hop]` alone (vmapped); leaves of the
+    result have a leading axis B. note_prior: a `NotePrior` (None: the flat one)."""
+    note_prior = note_prior_lib.flat() if note_prior is None else note_prior
+
+    def one(x, c, n, u):
+        add = functools.partial(jax.tree.map, lambda a: a[None])
+        r = settle_notes(x[None], add(c), add(n), add(u), model, cspec=cspec, sspec=sspec, prior=prior,
+                         inference=inference, note_inference=note_inference, note_prior=note_prior,
+                         record_stride=record_stride)
+        return r._replace(latents=jax.tree.map(lambda a: a[0], r.latents))
+    return jax.vmap(one)(audio, controls, notes0, upper)
+
+
+def records(notes: dict, *, start_s: float, gain: float, spec: notes_lib.NoteSpec,
+            n_harmonics: int) -> list[np.ndarray]:
+    """Per voice float64 `[n, 5]` note records (onset_s, offset_s, f0_hz, loudness_db,
+    presence) of one chunk's settled notes (leaves `[V, N]`, no batch axis), times
+    shifted by start_s, loudness in dB re full scale of the input (the note's partials'
+    RMS at its onset, `gain` undone), only notes present (gate on) and at least
+    MIN_NOTE_S long, in onset order."""
+    n = jax.tree.map(lambda a: np.asarray(a, np.float64), notes)
+    basis = notes_lib.timbre_basis(n_harmonics, spec.n_timbre).astype(np.float64)
+    log_partials = n["level"][..., None] + np.einsum("vnk,kh->vnh", n["timbre"], basis)
+    power = 0.5 * np.sum(np.exp(2.0 * np.clip(log_partials, *controls_lib.LOG_AMP_RANGE)), axis=-1)
+    loud_db = 10 * np.log10(np.maximum(power, 1e-20)) - 20 * np.log10(gain)
+    presence = 1.0 / (1.0 + np.exp(-n["gate"]))
+    dur = np.exp(n["log_dur"])
+    out = []
+    for v in range(n["onset_s"].shape[0]):
+        keep = (presence[v] > 0.5) & (dur[v] >= MIN_NOTE_S)
+        rec = np.stack([n["onset_s"][v] + start_s, n["onset_s"][v] + dur[v] + start_s,
+                        np.exp2(n["log2_f0"][v]), loud_db[v], presence[v]], axis=1)[keep]
+        out.append(rec[np.argsort(rec[:, 0], kind="stable")])
+    return out
+
+
+def join(chunk_records: list[list[np.ndarray]], bounds_s: list[tuple[float, float]]) -> list[np.ndarray]:
+    """The clip's notes per voice from each chunk's records (voices already in the clip's
+    order) and the span (first_s, stop_s) of the clip that each chunk keeps.
+
+    A chunk contributes the notes whose onset lies in its span (the first and last
+    spans open-ended). A kept note that runs
+    to the end of its chunk's span continues into the next chunk's note that sounds at
+    the seam within JOIN_CENTS of its pitch: it takes that note's offset (and so on
+    across several seams)."""
+    n_voices = len(chunk_records[0]) if chunk_records else 0
+    bounds_s = [(-np.inf if k == 0 else lo, np.inf if k == len(bounds_s) - 1 else hi)
+                for k, (lo, hi) in enumerate(bounds_s)]
+    out = []
+    for v in range(n_voices):
+        notes = []
+        for k, (recs, (lo, hi)) in enumerate(zip(chunk_records, bounds_s)):
+            for row in recs[v]:
+                if not lo <= row[0] < hi:
+                    continue
+                row = row.copy()
+                j = k
+                while row[1] >= bounds_s[j][1] - 0.02 and j + 1 < len(chunk_records):
+                    seam = bounds_s[j][1]
+                    nxt = [r for r in chunk_records[j + 1][v] if r[0] <= seam + 0.02 and r[1] > seam
+                           and abs(1200 * np.log2(r[2] / row[2])) <= JOIN_CENTS]
+                    if not nxt:
+                        break
+                    row[1] = max(row[1], nxt[0][1])
+                    j += 1
+                notes.append(row)
+        out.append(np.asarray(notes, np.float64).reshape(-1, 5))
+    return out
+
+
+def note_confidence(rec: np.ndarray, confidence: np.ndarray, frame_rate_hz: float) -> np.ndarray:
+    """Per note: its presence times the mean frame confidence `[F]` over its span."""
+    if rec.shape[0] == 0:
+        return rec
+    out = rec.copy()
+    for row in out:
+        a = int(np.clip(np.floor(row[0] * frame_rate_hz), 0, confidence.shape[0] - 1))
+        b = int(np.clip(np.ceil(row[1] * frame_rate_hz), a + 1, confidence.shape[0]))
+        row[4] = row[4] * float(np.mean(confidence[a:b]))
+    return out

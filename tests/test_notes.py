@@ -1,0 +1,190 @@
+"""The note level: its prediction of the controls, its gradient, its priors, MIDI, and
+notes perceived from rendered melodies."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pcmusic import midi
+from pcmusic.errors import PcmusicError
+from pcmusic.model import controls as controls_lib
+from pcmusic.model import note_prior
+from pcmusic.model import notes as notes_lib
+
+CSPEC = controls_lib.ControlSpec(n_harmonics=8)
+SPEC = notes_lib.NoteSpec(max_notes=4, n_timbre=3)
+
+
+def _notes(onsets, durs, f0s, gates, level=-2.0):
+    n = notes_lib.empty(1, 1, SPEC, end_s=1.0)
+    k = len(onsets)
+    put = lambda a, v: a.at[0, 0, :k].set(jnp.asarray(v, jnp.float32))   # noqa: E731
+    return dict(n, onset_s=put(n["onset_s"], onsets), log_dur=put(n["log_dur"], np.log(durs)),
+                log2_f0=put(n["log2_f0"], np.log2(f0s)), level=put(n["level"], [level] * k),
+                gate=put(n["gate"], gates))
+
+
+def test_a_note_predicts_its_pitch_inside_and_silence_outside():
+    notes = _notes([0.2], [0.3], [440.0], [8.0])
+    pred = notes_lib.predict_controls(notes, 100, cspec=CSPEC, spec=SPEC)
+    t = np.arange(100) / CSPEC.frame_rate_hz
+    inside = (t > 0.23) & (t < 0.47)
+    outside = (t < 0.12) | (t > 0.58)
+    f0 = np.exp2(np.asarray(pred["log2_f0"][0, 0]))
+    np.testing.assert_allclose(f0[inside], 440.0, rtol=1e-4)
+    amp = np.asarray(pred["log_amp"][0, 0, :, 0])
+    np.testing.assert_allclose(amp[inside], -2.0, atol=0.05)          # level, timbre 0, decay 0
+    assert np.all(amp[outside] < controls_lib.SILENT_LOG_AMP + 0.1)
+
+
+def test_pitch_glides_between_notes_and_an_absent_note_predicts_nothing():
+    notes = _notes([0.1, 0.5], [0.3, 0.3], [200.0, 400.0], [8.0, 8.0])
+    pred = notes_lib.predict_controls(notes, 120, cspec=CSPEC, spec=SPEC)
+    t = np.arange(120) / CSPEC.frame_rate_hz
+    f0 = np.exp2(np.asarray(pred["log2_f0"][0, 0]))
+    mid = np.argmin(np.abs(t - 0.45))                 # halfway through the 100 ms rest
+    assert 250.0 < f0[mid] < 330.0                     # between the two notes
+    assert abs(f0[np.argmin(np.abs(t - 0.42))] - 200.0) < 3.0   # close to a note: its pitch
+    off = _notes([0.1, 0.5], [0.3, 0.3], [200.0, 400.0], [8.0, -12.0])
+    pred_off = notes_lib.predict_controls(off, 120, cspec=CSPEC, spec=SPEC)
+    late = t > 0.55
+    np.testing.assert_allclose(np.exp2(np.asarray(pred_off["log2_f0"][0, 0]))[late], 200.0, rtol=1e-3)
+    assert np.all(np.asarray(pred_off["log_amp"][0, 0])[late] < controls_lib.SILENT_LOG_AMP + 0.1)
+
+
+def test_note_energy_gradient_matches_finite_differences():
+    truth = _notes([0.1, 0.45], [0.25, 0.3], [220.0, 330.0], [6.0, 6.0])
+    controls = controls_lib.zeros(CSPEC, 1, 100)
+    target = notes_lib.predict_controls(truth, 100, cspec=CSPEC, spec=SPEC)
+    controls = dict(controls, **target)
+    guess = _notes([0.11, 0.44], [0.23, 0.31], [222.0, 327.0], [2.0, 1.0], level=-2.5)
+
+    def energy(n):
+        return notes_lib.energy(controls, n, cspec=CSPEC, spec=SPEC)[0] + note_prior.energy(n, note_prior.flat())
+
+    grads = jax.grad(energy)(guess)
+    for key, eps in [("onset_s", 1e-3), ("log_dur", 1e-3), ("log2_f0", 1e-4), ("level", 1e-3), ("gate", 1e-2)]:
+        for slot in (0, 1):
+            up = dict(guess, **{key: guess[key].at[0, 0, slot].add(eps)})
+            down = dict(guess, **{key: guess[key].at[0, 0, slot].add(-eps)})
+            numeric = (float(energy(up)) - float(energy(down))) / (2 * eps)
+            analytic = float(grads[key][0, 0, slot])
+            assert analytic == pytest.approx(numeric, rel=0.03, abs=0.05 * (1 + abs(numeric))), (key, slot)
+
+
+def test_note_energy_is_least_at_the_true_notes():
+    truth = _notes([0.1, 0.45], [0.25, 0.3], [220.0, 330.0], [6.0, 6.0])
+    controls = dict(controls_lib.zeros(CSPEC, 1, 100), **notes_lib.predict_controls(truth, 100, cspec=CSPEC, spec=SPEC))
+    e_true = float(notes_lib.energy(controls, truth, cspec=CSPEC, spec=SPEC)[0])
+    for key, delta in [("onset_s", 0.02), ("log2_f0", 20 / 1200), ("log_dur", 0.2)]:
+        moved = dict(truth, **{key: truth[key].at[0, 0, 1].add(delta)})
+        assert float(notes_lib.energy(controls, moved, cspec=CSPEC, spec=SPEC)[0]) > e_true + 1.0, key
+
+
+def _phrases(step_cents, rng, n=40, length=8):
+    out = []
+    for _ in range(n):
+        degrees = np.cumsum(rng.integers(-2, 3, size=length))
+        f0 = 261.63 * 2.0 ** (degrees * step_cents / 1200.0) * 2.0 ** rng.integers(-1, 1)
+        onsets = np.cumsum(rng.choice([0.25, 0.5], size=length)) - 0.25
+        out.append(np.stack([onsets, onsets + 0.2, f0, np.full(length, -20.0)], axis=1))
+    return out
+
+
+@pytest.mark.parametrize("step_cents", [240.0, 100.0])
+def test_a_fitted_tuning_prior_learns_the_lattice_of_its_data(step_cents):
+    prior = note_prior.fit(_phrases(step_cents, np.random.default_rng(0)))
+    on = np.log2(261.63) + np.arange(0, 1200, step_cents) / 1200.0
+    between = on + 0.5 * step_cents / 1200.0
+    d_on = np.asarray(note_prior.tuning_log_density(jnp.asarray(on, jnp.float32), prior))
+    d_between = np.asarray(note_prior.tuning_log_density(jnp.asarray(between, jnp.float32), prior))
+    assert np.all(d_on > d_between + 3.0)             # e^3 = 20 times as likely on the lattice
+    phrase = note_prior.sample_phrase(jax.random.key(1), prior, prior.intent_mean, seconds=4.0)
+    assert phrase.shape[0] >= 4
+    cents = np.mod(1200 * np.log2(phrase[:, 2] / 261.63), step_cents)
+    off = np.minimum(cents, step_cents - cents)
+    assert np.median(off) < 15.0
+    assert np.all(np.diff(phrase[:, 0]) > 0) and np.all(phrase[:, 1] > phrase[:, 0])
+
+
+def test_the_flat_prior_prefers_no_pitch_and_fit_refuses_too_little():
+    flat = note_prior.flat()
+    d = np.asarray(note_prior.tuning_log_density(jnp.linspace(7.0, 9.0, 97), flat))
+    np.testing.assert_allclose(d, d[0], atol=1e-6)
+    with pytest.raises(PcmusicError, match="at least 2 notes"):
+        note_prior.fit([np.asarray([[0.0, 0.5, 440.0, -20.0]])])
+    with pytest.raises(PcmusicError, match="phrase 0"):
+        note_prior.fit([np.zeros((3, 2))])
+
+
+def test_midi_round_trip_keeps_notes_and_cents(tmp_path):
+    voices = [np.asarray([[0.0, 0.4, 440.0 * 2 ** (13 / 1200), -12.0, 1.0],
+                          [0.5, 0.9, 261.63 * 2 ** (-37 / 1200), -24.0, 1.0],
+                          [1.0, 1.25, 2 ** 8.123, -6.0, 1.0]]),
+              np.asarray([[0.25, 1.5, 110.0 * 2 ** (49 / 1200), -30.0, 1.0]])]
+    path = midi.write(tmp_path / "notes.mid", voices)
+    back = midi.read(path)
+    assert len(back) == 2
+    for want, got in zip(voices, back):
+        assert got.shape == (want.shape[0], 5)
+        np.testing.assert_allclose(got[:, :2], want[:, :2], atol=1.5 / 960)
+        np.testing.assert_allclose(1200 * np.log2(got[:, 2] / want[:, 2]), 0.0, atol=0.1)
+        np.testing.assert_allclose(got[:, 3], want[:, 3], atol=0.5)
+    import mido
+    bends = [m.pitch for m in mido.MidiFile(str(path)) if m.type == "pitchwheel"]
+    assert len(bends) == 4 and all(abs(b) <= 8192 * 50 / 200 + 1 for b in bends) and any(bends)
+    with pytest.raises(PcmusicError, match="exists"):
+        midi.write(path, voices)
+    with pytest.raises(PcmusicError, match="voice 0"):
+        midi.write(tmp_path / "bad.mid", [np.asarray([[0.5, 0.2, 440.0]])])
+
+
+def _render_melody(notes, seconds, *, sample_rate=16000, attack_s=0.005):
+    """Harmonic tones (6 partials at 1/k, decaying) with linear attack and release ramps."""
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    x = np.zeros_like(t)
+    for on, off, f0 in notes:
+        m = (t >= on) & (t < off)
+        tt = t[m] - on
+        env = np.minimum(1, tt / attack_s) * np.minimum(1, (off - t[m]) / attack_s) * np.exp(-2.0 * tt)
+        for k in range(1, 7):
+            x[m] += env * np.sin(2 * np.pi * k * f0 * tt + 0.3 * k) / k
+    return (0.2 * x / np.abs(x).max()).astype(np.float32)
+
+
+def test_a_melody_with_rests_in_5_tet_is_heard_as_its_notes():
+    """Onsets within one control frame of each attack's midpoint, pitches within 5 cents,
+    no note missing or added: a 5-TET line (no 12-TET pitch in it) with rests."""
+    from pcmusic import perceive
+
+    step = 2 ** (240 / 1200)
+    truth = np.asarray([(0.12, 0.42, 180 * step ** 0), (0.5, 0.8, 180 * step ** 2),
+                        (0.88, 1.1, 180 * step ** 1), (1.3, 1.75, 180 * step ** 3)])
+    percept = perceive(_render_melody(truth, 2.0), 16000)
+    heard = percept.notes[0]
+    assert heard.shape == (4, 5), heard
+    frame_s = 1.0 / percept.frame_rate_hz
+    np.testing.assert_allclose(heard[:, 0], truth[:, 0] + 0.0025, atol=frame_s)
+    np.testing.assert_allclose(1200 * np.log2(heard[:, 2] / truth[:, 2]), 0.0, atol=5.0)
+    np.testing.assert_allclose(heard[:, 1], truth[:, 1], atol=4 * frame_s)
+    assert np.all((heard[:, 4] > 0.5) & (heard[:, 4] <= 1.0))
+    loud = 20 * np.log10(0.2)                            # peak 0.2: the notes are near -20 dB
+    assert np.all(np.abs(heard[:, 3] - loud) < 10.0)
+
+
+def test_the_probe_records_the_note_level_and_its_energy_falls():
+    from pcmusic import probe
+    from pcmusic.perception import InferenceSpec
+
+    truth = np.asarray([(0.05, 0.3, 220.0), (0.35, 0.6, 330.0)])
+    result = probe(_render_melody(truth, 0.7), 16000, stride=10, inference=InferenceSpec(n_steps=30))
+    a = result.arrays()
+    assert list(a["notes/level_names"][-2:]) == ["notes", "note_prior"]
+    assert a["notes/energies"].shape == (a["notes/step"].shape[0], len(a["notes/level_names"]))
+    assert a["latents/notes/onset_s"].shape[1:] == (1, 1, notes_lib.NoteSpec().max_notes)
+    assert a["errors/notes/log2_f0"].shape[1:] == a["notes/latents/controls/log2_f0"].shape[1:]
+    assert a["notes/energy"][-1] < a["notes/energy"][0]
+    np.testing.assert_allclose(result.recompute_energy(), a["energy"], rtol=1e-4)
+    heard = result.percept.notes[0]
+    assert heard.shape[0] == 2
+    np.testing.assert_allclose(1200 * np.log2(heard[:, 2] / truth[:, 2]), 0.0, atol=10.0)
