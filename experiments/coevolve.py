@@ -27,18 +27,15 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import matplotlib
+from matplotlib.figure import Figure
 import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from pcmusic.dsp import audio as audio_io  # noqa: E402
-from pcmusic import experiment, outputs  # noqa: E402
-from pcmusic.configio import config_to_dict, require  # noqa: E402
-from pcmusic.creative import coevolve as co  # noqa: E402
-from pcmusic.creative import listener as lis  # noqa: E402
-from pcmusic.creative import mcc, modes  # noqa: E402
+from pcmusic.dsp import audio as audio_io
+from pcmusic import experiment, outputs
+from pcmusic.configio import config_to_dict, require
+from pcmusic.creative import coevolve as co
+from pcmusic.creative import listener as lis
+from pcmusic.creative import mcc, modes
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "coevolve.toml"
 QUICK = ["n_batches=60", "snapshot_every=10", "gen_capacity=32", "lis_capacity=8",
@@ -223,7 +220,8 @@ def plot(cfg: CoevolveExperiment, runs: dict, out_dir: Path) -> list[str]:
     keys = [("generator_pass_rate", "generator MC pass rate"), ("ecology", "ecology (bits)"),
             ("change", "change (persistent types)"), ("raw_change", "change (all types)"), ("archive", "archive size"), ("genres", "genres"),
             ("like_density", "like density (piece, listener)"), ("complexity", "complexity (bits)")]
-    fig, axes = plt.subplots(2, 4, figsize=(14, 5.5), sharex=True)
+    fig = Figure(figsize=(14, 5.5))
+    axes = fig.subplots(2, 4, sharex=True)
     for ax, (key, label) in zip(axes.ravel(), keys):
         for name, r in runs.items():
             ax.plot([s["batch"] for s in r["snapshots"]], [s[key] for s in r["snapshots"]],
@@ -234,7 +232,6 @@ def plot(cfg: CoevolveExperiment, runs: dict, out_dir: Path) -> list[str]:
         ax.set_xlabel("batch")
     fig.tight_layout()
     fig.savefig(out_dir / "coevolve_metrics.png", dpi=120)
-    plt.close(fig)
     return ["coevolve_metrics.png"]
 
 

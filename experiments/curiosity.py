@@ -32,19 +32,16 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import matplotlib
+from matplotlib.figure import Figure
 import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from pcmusic.dsp import audio as audio_io  # noqa: E402
-from pcmusic import experiment, outputs  # noqa: E402
-from pcmusic.configio import config_to_dict, require  # noqa: E402
-from pcmusic.creative import coevolve as co  # noqa: E402
-from pcmusic.creative import curiosity as cur  # noqa: E402
-from pcmusic.creative import listener as lis  # noqa: E402
-from pcmusic.data.melodies import temperature_for_entropy  # noqa: E402
+from pcmusic.dsp import audio as audio_io
+from pcmusic import experiment, outputs
+from pcmusic.configio import config_to_dict, require
+from pcmusic.creative import coevolve as co
+from pcmusic.creative import curiosity as cur
+from pcmusic.creative import listener as lis
+from pcmusic.data.melodies import temperature_for_entropy
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "curiosity.toml"
 QUICK = ["seeds=[0]", "n_develop=200", "n_melodies=4", "probes.n_familiar=4",
@@ -270,7 +267,8 @@ def run_seed(cfg: CuriosityExperiment, seed: int, fns: dict, out_dir: Path) -> d
 
 
 def plot(cfg: CuriosityExperiment, seeds: list[dict], out_dir: Path) -> list[str]:
-    fig, axes = plt.subplots(2, 2, figsize=(10, 7))
+    fig = Figure(figsize=(10, 7))
+    axes = fig.subplots(2, 2)
     (bars, sequences), (repetitions, sweeps) = axes
     colours = {"periodic": "C0", "constant": "C1", "noise": "C2"}
     width = 0.8 / (2 * len(seeds))
@@ -310,9 +308,9 @@ def plot(cfg: CuriosityExperiment, seeds: list[dict], out_dir: Path) -> list[str
         ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(out_dir / "curiosity_probes.png", dpi=120)
-    plt.close(fig)
 
-    fig, axes = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
+    fig = Figure(figsize=(8, 5))
+    axes = fig.subplots(2, 1, sharex=True)
     for s in seeds:
         tr = s["_trace"]
         g = np.arange(len(tr.progress))
@@ -327,7 +325,6 @@ def plot(cfg: CuriosityExperiment, seeds: list[dict], out_dir: Path) -> list[str
     axes[1].set_xlabel("generation")
     fig.tight_layout()
     fig.savefig(out_dir / "curiosity_search.png", dpi=120)
-    plt.close(fig)
     return ["curiosity_probes.png", "curiosity_search.png"]
 
 

@@ -23,16 +23,13 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import matplotlib
+from matplotlib.figure import Figure
 import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from pcmusic import experiment, outputs  # noqa: E402
-from pcmusic.configio import config_to_dict, require  # noqa: E402
-from pcmusic.creative import listener as lis  # noqa: E402
-from pcmusic.creative import oddball as odd  # noqa: E402
+from pcmusic import experiment, outputs
+from pcmusic.configio import config_to_dict, require
+from pcmusic.creative import listener as lis
+from pcmusic.creative import oddball as odd
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "oddball.toml"
 QUICK = ["seeds=[0]", "n_permutations=2000"]  # same streams and listener, one seed: CI's smoke run
@@ -187,7 +184,8 @@ def plot(cfg: OddballExperiment, seeds: list[dict], out_dir: Path) -> list[str]:
     dev = np.mean([around(s["_traces"]["per_frame"], s["_traces"]["deviants"]) for s in seeds], 0)
     std = np.mean([around(s["_traces"]["per_frame"], ~s["_traces"]["deviants"]) for s in seeds], 0)
     omi = np.mean([around(s["_traces"]["omission_per_frame"], s["_traces"]["omitted"]) for s in seeds], 0)
-    fig, ax = plt.subplots(figsize=(8, 3.6))
+    fig = Figure(figsize=(8, 3.6))
+    ax = fig.subplots()
     ax.plot(t, std, label="after standard onset", color="tab:blue")
     ax.plot(t, dev, label=f"after deviant onset (+{100 * cfg.gap:g}%)", color="tab:red")
     ax.plot(t, dev - std, label="difference (MMN-like)", color="k", lw=2)
@@ -199,9 +197,9 @@ def plot(cfg: OddballExperiment, seeds: list[dict], out_dir: Path) -> list[str]:
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out_dir / "oddball_traces.png", dpi=120)
-    plt.close(fig)
 
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
+    fig = Figure(figsize=(8, 3.2))
+    axes = fig.subplots(1, 2)
     for s in seeds:
         by = {(x["p_deviant"], x["gap"]): x["ratio"] for x in s["streams"]}
         gaps = sorted(cfg.gaps)
@@ -217,9 +215,9 @@ def plot(cfg: OddballExperiment, seeds: list[dict], out_dir: Path) -> list[str]:
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out_dir / "oddball_ratios.png", dpi=120)
-    plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    fig = Figure(figsize=(5, 3.2))
+    ax = fig.subplots()
     for s in seeds:
         ax.plot(np.arange(1, cfg.n_repetitions + 1), s["new_standard"]["errors"], ".-",
                 label=f"seed {s['seed']}")
@@ -229,7 +227,6 @@ def plot(cfg: OddballExperiment, seeds: list[dict], out_dir: Path) -> list[str]:
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out_dir / "oddball_adaptation.png", dpi=120)
-    plt.close(fig)
     return ["oddball_traces.png", "oddball_ratios.png", "oddball_adaptation.png"]
 
 

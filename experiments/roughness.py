@@ -23,16 +23,13 @@ import time
 from pathlib import Path
 
 import jax
-import matplotlib
+from matplotlib.figure import Figure
 import numpy as np
 import optax
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from pcmusic import experiment, outputs  # noqa: E402
-from pcmusic.configio import config_to_dict, require  # noqa: E402
-from pcmusic.creative.roughness import find_minima, scan_minima  # noqa: E402
+from pcmusic import experiment, outputs
+from pcmusic.configio import config_to_dict, require
+from pcmusic.creative.roughness import find_minima, scan_minima
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "roughness.toml"
 QUICK = ["n_starts=4", "fixed_step_control=false"]  # the method itself, fewer starts: CI's smoke run
@@ -136,8 +133,8 @@ def run_timbre(cfg: RoughnessExperiment, timbre: Timbre, key, *, adam, control) 
 
 
 def plot(timbres: list[dict], path: Path) -> None:
-    fig, axes = plt.subplots(len(timbres), 1, figsize=(9, 2.6 * len(timbres)), sharex=True,
-                             squeeze=False)
+    fig = Figure(figsize=(9, 2.6 * len(timbres)))
+    axes = fig.subplots(len(timbres), 1, sharex=True, squeeze=False)
     for ax, t in zip(axes[:, 0], timbres):
         curve = t["_curve"]
         ax.plot(curve.ratios, curve.roughness, lw=1.0, color="0.2")
@@ -154,7 +151,6 @@ def plot(timbres: list[dict], path: Path) -> None:
     axes[-1, 0].set_xlabel("frequency ratio of the dyad")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def run(cfg: RoughnessExperiment, out_dir: Path) -> dict:

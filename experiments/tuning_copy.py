@@ -36,20 +36,17 @@ import time
 from pathlib import Path
 
 import jax
-import matplotlib
+from matplotlib.figure import Figure
 import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from pcmusic import data, generation, perception, plots  # noqa: E402
-from pcmusic.configio import config_to_dict, require  # noqa: E402
-from pcmusic.model import intents  # noqa: E402
-from pcmusic.training import loop as train  # noqa: E402
-from pcmusic.training.checkpoint import load_model  # noqa: E402
-from pcmusic.training.config import Config, load_config  # noqa: E402
-from pcmusic.errors import PcmusicError  # noqa: E402
-from pcmusic.outputs import write_atomic  # noqa: E402
+from pcmusic import data, generation, perception, plots
+from pcmusic.configio import config_to_dict, require
+from pcmusic.model import intents
+from pcmusic.training import loop as train
+from pcmusic.training.checkpoint import load_model
+from pcmusic.training.config import Config, load_config
+from pcmusic.errors import PcmusicError
+from pcmusic.outputs import write_atomic
 
 FOLLOW_ENRICHMENT = 2.0
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "tuning_copy.toml"
@@ -163,7 +160,8 @@ def follows(stats: dict, own: str) -> bool | None:
 
 
 def plot(results: list[dict], path: Path, *, f_ref_hz: float, bin_cents: float) -> None:
-    fig, axes = plt.subplots(len(results), 1, figsize=(10, 3.2 * len(results)), squeeze=False)
+    fig = Figure(figsize=(10, 3.2 * len(results)))
+    axes = fig.subplots(len(results), 1, squeeze=False)
     edges = np.arange(0, 1200 + bin_cents, bin_cents) - bin_cents / 2
     for ax, r in zip(axes[:, 0], results):
         for label, key, style in [("corpus (perceived)", "corpus_perceived", "step"),

@@ -277,6 +277,28 @@ def _toml_value(v: Any) -> str:
     return repr(v)
 
 
+def config_keys(cfg: Any) -> list[tuple[str, str, Any]]:
+    """(dotted key, type, value) of every leaf of the config instance `cfg`, in schema
+    order: the keys a TOML file or `--set` may give. The type is the annotation as
+    written (`int`, `str | None`, `tuple[int, ...]`, `Literal[...]`); the value is the
+    instance's (for a default-constructed schema, the default)."""
+    rows = []
+    for f in dataclasses.fields(cfg):
+        if not f.init:
+            continue
+        tp, value = typing.get_type_hints(type(cfg))[f.name], getattr(cfg, f.name)
+        if dataclasses.is_dataclass(tp):
+            rows += [(f"{f.name}.{k}", t, v) for k, t, v in config_keys(value)]
+        else:
+            rows.append((f.name, _type_name(tp), value))
+    return rows
+
+
+def format_value(value: Any) -> str:
+    """A leaf value as `--set` reads it: TOML, and `none` for None."""
+    return "none" if value is None else _toml_value(value)
+
+
 def config_to_toml(cfg: Any) -> str:
     """The config as a TOML file that `load_config` reads back to an equal config.
     None values are left out (they read back as the schema default, which must be None)."""

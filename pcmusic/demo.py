@@ -10,8 +10,14 @@ Nothing to download. In `workdir` (default runs/demo):
   3. generate/   sounds generated from intents like those met in training, refined
                  (REFINE_STEPS), then listened to with the network's own perception and
                  corrected (LISTEN_STEPS, `pcmusic.generation.listening`): sample_i.wav,
-                 sample_i_unrefined.wav, sample_i.png (spectrogram, energy per step);
-  4. summary.json and a printed list of what is where.
+                 sample_i_unrefined.wav, sample_i.png (spectrogram, energy per step),
+                 sample_i_intent.npz and sample_i_controls.npz (for generate --intent);
+  4. notes/      a 5-TET melody (FluidSynth flute with pitch bends, else the oscillator
+                 bank) heard as notes by the untrained listener (melody.wav,
+                 melody_reference.mid, melody_heard.mid, melody_notes.json), and a
+                 phrase generated from a note prior fitted to 5-TET melodies, heard
+                 once by its own perception (phrase.wav, phrase.mid);
+  5. summary.json and a printed list of what is where.
 
 A workdir is used only if it is empty or new; a previous demo's workdir (it holds
 DEMO_MARKER) is reused with `force=True` (`--force`): training resumes from its last
@@ -37,6 +43,11 @@ DEMO_STEPS = 200            # ~1.5 min of training on a 2-core CPU (0.4 s per st
 NOTE_MIDI, NOTE_PROGRAM = 64, "clarinet"    # E4, 329.6 Hz: inside the training range
 N_SOUNDS, SOUND_SECONDS, REFINE_STEPS, LISTEN_STEPS = 4, 1.0, 50, 3
 PERCEIVE_STEPS = 200        # perception settles longer than training's 30 steps
+# A 5-TET melody (degree, duration s, gap s after it): a rest, a legato pair, no 12-TET pitch.
+MELODY = ((0, 0.35, 0.05), (2, 0.35, 0.05), (3, 0.3, 0.0), (1, 0.45, 0.25), (4, 0.3, 0.05),
+          (2, 0.3, 0.05), (0, 0.6, 0.0))
+MELODY_REF_HZ, MELODY_STEP_CENTS = 261.63, 240.0
+PHRASE_SECONDS, PHRASE_HEARINGS = 3.0, 1
 
 
 def demo_config(n_steps: int = DEMO_STEPS) -> Config:
@@ -125,6 +136,78 @@ def _generate(model, config: Config, out: Path) -> dict:
             "mean_heard_energy_first_last": [float(heard[0]), float(heard[-1])], "samples": records}
 
 
+def _melody() -> np.ndarray:
+    """MELODY as note records `[n, 5]` (onset_s, offset_s, f0_hz, loudness_db, 1)."""
+    rows, t = [], 0.1
+    for degree, dur, gap in MELODY:
+        rows.append((t, t + dur, MELODY_REF_HZ * 2.0 ** (degree * MELODY_STEP_CENTS / 1200.0), -10.0, 1.0))
+        t += dur + gap
+    return np.asarray(rows, np.float64)
+
+
+def _matches(reference: np.ndarray, heard: np.ndarray) -> int:
+    """Reference notes with a heard note within 50 ms of onset and 50 cents of pitch
+    (each heard note used once)."""
+    used, hits = set(), 0
+    for on, _, f0, *_ in reference:
+        for j, row in enumerate(heard):
+            if j not in used and abs(row[0] - on) <= 0.05 and abs(1200 * np.log2(row[2] / f0)) <= 50:
+                used.add(j)
+                hits += 1
+                break
+    return hits
+
+
+def _notes(out: Path) -> dict:
+    """A 5-TET melody (FluidSynth flute with pitch bends, else the oscillator bank) heard
+    as notes; then a phrase generated from a note prior fitted to 5-TET melodies."""
+    from pcmusic import midi, outputs
+    from pcmusic.data import fluid
+    from pcmusic.dsp import audio as audio_io
+    from pcmusic.generation import phrases
+    from pcmusic.model import ControlSpec, note_prior
+    from pcmusic.model import notes as notes_lib
+    from pcmusic.perception import perceive
+
+    rate = ControlSpec().sample_rate
+    truth = _melody()
+    midi.write(out / "melody_reference.mid", [truth], overwrite=True, program=fluid.GM_PROGRAMS["flute"])
+    if fluid.available():
+        sound, what = fluid.render_midi(out / "melody_reference.mid", sample_rate=rate), "FluidSynth flute"
+    else:
+        notes = phrases.notes_from_records([truth], cspec=ControlSpec(), spec=notes_lib.NoteSpec())
+        n_frames = ControlSpec().n_frames(int((truth[-1, 1] + 0.3) * rate))
+        sound = np.asarray(phrases.render_notes(notes, n_frames, cspec=ControlSpec(),
+                                                spec=notes_lib.NoteSpec(), key=jax.random.key(0)))[0]
+        what = "oscillator bank"
+    percept = perceive(sound, rate)
+    heard = percept.notes[0]
+    audio_io.save(out / "melody.wav", sound, rate, overwrite=True)
+    midi.write(out / "melody_heard.mid", [heard], overwrite=True, program=fluid.GM_PROGRAMS["flute"])
+    outputs.write_atomic(out / "melody_notes.json", json.dumps({"notes": outputs.notes_json(percept)}) + "\n")
+    hits = _matches(truth, heard)
+    rng = np.random.default_rng(0)
+    corpus = []
+    for _ in range(16):
+        degrees = np.clip(np.cumsum(rng.integers(-2, 3, size=8)), -3, 8)
+        onsets = np.cumsum(rng.choice([0.2, 0.4], size=8)) - 0.2
+        corpus.append(np.stack([onsets, onsets + 0.18, MELODY_REF_HZ * 2.0 ** (degrees * MELODY_STEP_CENTS / 1200),
+                                np.full(8, -12.0)], axis=1))
+    prior = note_prior.fit(corpus)
+    (phrase,) = phrases.generate_phrases(jax.random.key(1), prior, n=1, seconds=PHRASE_SECONDS,
+                                         listen_steps=PHRASE_HEARINGS)
+    audio_io.save(out / "phrase.wav", phrase.audio, rate, overwrite=True)
+    midi.write(out / "phrase.mid", [phrase.intended], overwrite=True)
+    off = np.mod(1200 * np.log2(phrase.intended[:, 2] / MELODY_REF_HZ), MELODY_STEP_CENTS)
+    errors = phrase.pitch_error_cents
+    return {"melody": what, "notes": int(len(truth)), "heard": int(len(heard)), "matched": hits,
+            "heard_notes": outputs.notes_json(percept)[0],
+            "phrase_notes": int(len(phrase.intended)),
+            "phrase_off_lattice_cents_median": float(np.median(np.minimum(off, MELODY_STEP_CENTS - off))),
+            "phrase_heard_pitch_error_cents_median": (float(np.nanmedian(np.abs(errors)))
+                                                      if np.any(np.isfinite(errors)) else None)}
+
+
 def run(workdir: str | Path = "runs/demo", *, force: bool = False, n_steps: int | None = None) -> dict:
     """Run the demo (module docstring) and print where everything is; returns the summary.
     `n_steps` shortens training (tests); the demo's own is DEMO_STEPS."""
@@ -138,7 +221,7 @@ def run(workdir: str | Path = "runs/demo", *, force: bool = False, n_steps: int 
           f"for {config.train.n_steps} steps in {workdir / 'train'}")
     trained = training.train(config, workdir / "train")
     model, _ = training.load_model(workdir / "train")
-    dirs = {name: workdir / name for name in ("perceive", "generate")}
+    dirs = {name: workdir / name for name in ("perceive", "generate", "notes")}
     for d in dirs.values():
         shutil.rmtree(d, ignore_errors=True)   # outputs of a previous demo (force=True)
         d.mkdir()
@@ -146,17 +229,24 @@ def run(workdir: str | Path = "runs/demo", *, force: bool = False, n_steps: int 
     summary = {"workdir": str(workdir), "train": trained,
                "perceive": _perceive(model, config, dirs["perceive"]),
                "generate": _generate(model, config, dirs["generate"])}
+    print("pcmusic demo: hearing a 5-TET melody as notes, then generating a phrase of notes")
+    summary["notes"] = _notes(dirs["notes"])
     summary["seconds"] = round(time.time() - began, 1)
     outputs.write_atomic(workdir / "summary.json", json.dumps(summary, indent=2) + "\n")
-    p, g = summary["perceive"], summary["generate"]
+    p, g, n = summary["perceive"], summary["generate"], summary["notes"]
     err = "n/a" if p["median_error_cents"] is None else f"{p['median_error_cents']:.1f} cents"
     print(f"""pcmusic demo: done in {summary['seconds']:.0f} s
   trained model        {workdir / 'train'} (checkpoints/, metrics.jsonl, tb/, training.png)
                        energy per clip {trained['energy']}, held-out {trained['eval_energy']}
   perceived note       {dirs['perceive']} (note.wav, percept.json, pitch_track.png)
                        {p['note']}: median |f0 error| {err} re {p['nominal_f0_hz']:.1f} Hz
-  generated sounds     {dirs['generate']} (sample_i.wav, sample_i_unrefined.wav, sample_i.png)
+  generated sounds     {dirs['generate']} (sample_i.wav, sample_i_unrefined.wav, sample_i.png,
+                       sample_i_intent.npz, sample_i_controls.npz)
                        mean energy {g['mean_energy_first_last'][0]:.4g} -> {g['mean_energy_first_last'][1]:.4g} over {REFINE_STEPS} refinement steps
                        heard energy {g['mean_heard_energy_first_last'][0]:.4g} -> {g['mean_heard_energy_first_last'][1]:.4g} over {LISTEN_STEPS} listening steps
+  notes                {dirs['notes']} (melody.wav, melody_reference.mid, melody_heard.mid,
+                       melody_notes.json, phrase.wav, phrase.mid)
+                       {n['melody']}: {n['matched']} of {n['notes']} notes heard (onset 50 ms, pitch 50 cents), {n['heard']} notes in all
+                       phrase of {n['phrase_notes']} notes, {n['phrase_off_lattice_cents_median']:.1f} cents (median) off the 5-TET lattice
   summary              {workdir / 'summary.json'}""")
     return summary

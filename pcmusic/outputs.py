@@ -14,6 +14,7 @@ import jax
 import numpy as np
 
 from pcmusic import files
+from pcmusic.errors import PcmusicError
 
 
 def write_atomic(path: str | Path, text: str) -> Path:
@@ -75,17 +76,72 @@ class MetricsLog:
             self.tb.close()
 
 
+SOUND_SUFFIXES = (".wav", "_unrefined.wav", ".png", "_intent.npz", "_controls.npz")
+
+
 def sound_names(n: int) -> list[str]:
     """The files `write_sounds` writes for n sounds."""
-    return [f"sample_{i}{suffix}" for i in range(n) for suffix in (".wav", "_unrefined.wav", ".png")]
+    return [f"sample_{i}{suffix}" for i in range(n) for suffix in SOUND_SUFFIXES]
+
+
+def write_intent(path: str | Path, intent) -> Path:
+    """Write intents float32 `[n, 1, d_top]` as the array `intent` of an .npz at `path`
+    (atomically): the file `read_intent` and `pcmusic generate --intent` read."""
+    return files.write_npz(path, {"intent": np.asarray(intent, np.float32)})
+
+
+def read_intent(path: str | Path, *, d_top: int) -> np.ndarray:
+    """The intents float32 `[n, 1, d_top]` in the array `intent` of the .npz at `path`,
+    stored as `[n, 1, d_top]`, `[n, d_top]` or one `[d_top]` (as `write_intent`, `pcmusic
+    generate` and `pcmusic perceive --intent-out` write them). PcmusicError naming the
+    file, the value and the fix for anything else."""
+    path = Path(path)
+    fix = "give an .npz written by pcmusic generate or pcmusic perceive --intent-out"
+    try:
+        f = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise PcmusicError(f"{path}: no such file; check the path (cwd is {Path.cwd()})") from None
+    except IsADirectoryError:
+        raise PcmusicError(f"{path}: is a folder; {fix}") from None
+    except (OSError, ValueError) as err:   # neither .npz nor .npy, or pickled objects
+        raise PcmusicError(f"{path}: not a readable .npz of arrays ({err}); {fix}") from None
+    if not isinstance(f, np.lib.npyio.NpzFile):
+        raise PcmusicError(f"{path} holds one bare array, not named arrays; {fix}, or save one "
+                           "with numpy.savez(path, intent=...)")
+    with f:
+        if "intent" not in f.files:
+            raise PcmusicError(f"{path} holds no array 'intent' (it holds: {', '.join(f.files) or 'nothing'}); "
+                               f"{fix}, or save one with numpy.savez(path, intent=...)")
+        try:
+            intent = f["intent"]
+        except ValueError as err:          # an object array (pickled)
+            raise PcmusicError(f"{path}: its 'intent' is not a plain array ({err}); {fix}") from None
+    shapes = f"[n, 1, {d_top}], [n, {d_top}] or [{d_top}] (the model's top has {d_top} channels)"
+    if not (np.issubdtype(intent.dtype, np.floating) or np.issubdtype(intent.dtype, np.integer)):
+        raise PcmusicError(f"{path}: intent has dtype {intent.dtype}; expected float {shapes}")
+    if intent.ndim in (1, 2, 3) and intent.shape[-1] != d_top:
+        raise PcmusicError(f"{path}: intent has d_top {intent.shape[-1]} (shape {list(intent.shape)}) but the "
+                           f"model's top has {d_top}; use intents of this model (pcmusic perceive --ckpt "
+                           "with --intent-out, or pcmusic generate with its --ckpt)")
+    intent = intent.reshape(1, 1, -1) if intent.ndim == 1 else intent
+    intent = intent[:, None, :] if intent.ndim == 2 else intent
+    if intent.ndim != 3 or intent.shape[1] != 1 or intent.shape[0] < 1:
+        raise PcmusicError(f"{path}: intent has shape {list(intent.shape)}; expected {shapes}")
+    bad = np.flatnonzero(~np.all(np.isfinite(intent), axis=(1, 2)))
+    if bad.size:
+        raise PcmusicError(f"{path}: intent rows {bad[:8].tolist()} hold NaN/Inf; give finite intents")
+    return intent.astype(np.float32)
 
 
 def write_sounds(directory: Path, sounds, trace, sample_rate: int, *, overwrite: bool = False,
                  title: str = "sample") -> list[dict]:
-    """Write each generated sound (sample_i.wav), its unrefined render (sample_i_unrefined.wav)
-    and its figure (sample_i.png: spectrogram and energy per refinement step) into
-    `directory`; returns one record per sound with its energy trace. A WAV whose peak
-    exceeds 1 is scaled to peak 0.99 (its record's `gain`), so it plays without clipping."""
+    """Write each generated sound (sample_i.wav), its unrefined render (sample_i_unrefined.wav),
+    its figure (sample_i.png: spectrogram and energy per refinement step), its intent
+    (sample_i_intent.npz: `intent` `[1, 1, d_top]`, `write_intent`) and its final controls
+    (sample_i_controls.npz: the Controls arrays with a batch axis of 1, `log2_f0` `[1,
+    n_voices, n_frames]` ...) into `directory`; returns one record per sound with its
+    energy trace. A WAV whose peak exceeds 1 is scaled to peak 0.99 (its record's `gain`),
+    so it plays without clipping."""
     from pcmusic import plots
     from pcmusic.dsp import audio
 
@@ -103,9 +159,14 @@ def write_sounds(directory: Path, sounds, trace, sample_rate: int, *, overwrite:
         listened = None if trace.listened is None else trace.listened.energy[i]
         plots.save_sample(directory / f"sample_{i}.png", sound, sample_rate, energy=trace.energy[i],
                           title=f"{title} {i}", listen_energy=listened)
+        write_intent(directory / f"sample_{i}_intent.npz", trace.intent[i:i + 1])
+        files.write_npz(directory / f"sample_{i}_controls.npz",
+                        {k: np.asarray(v[i:i + 1]) for k, v in trace.controls.items()})
         energy = [float(e) for e in trace.energy[i]]
         records.append({"wav": f"sample_{i}.wav", "unrefined_wav": f"sample_{i}_unrefined.wav",
-                        "png": f"sample_{i}.png", "gain": gain, "unrefined_gain": unrefined_gain,
+                        "png": f"sample_{i}.png", "intent": f"sample_{i}_intent.npz",
+                        "controls": f"sample_{i}_controls.npz",
+                        "gain": gain, "unrefined_gain": unrefined_gain,
                         "energy": energy, "energy_ratio": energy[-1] / energy[0] if energy[0] else None,
                         "listen_energy": None if listened is None else [float(e) for e in listened]})
     return records
@@ -136,10 +197,29 @@ def percept_json(percept, audio) -> dict:
             "f0_hz": [rounded(track, 3) for track in percept.f0_hz],
             "confidence": [rounded(track, 4) for track in percept.confidence],
             "amplitudes": {"audio_rms": round(audio_rms, 7), "voices": voices},
-            "energy": rounded(percept.energy, 4)}
+            "energy": rounded(percept.energy, 4),
+            "notes": notes_json(percept)}
 
 
-PERCEPT_FORMATS = ("json", "csv", "npz")
+PERCEPT_FORMATS = ("json", "csv", "npz", "notes", "mid")
+NOTE_CSV_COLUMNS = ("onset_s", "offset_s", "f0_hz")
+
+
+def notes_csv(percept, voice: int) -> str:
+    """One voice's notes as CSV lines `onset_s,offset_s,f0_hz` without a header, the layout
+    mir_eval reads (`mir_eval.io.load_valued_intervals`); loudness and confidence are in
+    the JSON and .npz outputs."""
+    notes = percept.notes[voice] if percept.notes else np.zeros((0, 5))
+    return "".join(f"{on:.4f},{off:.4f},{f0:.3f}\n" for on, off, f0 in notes[:, :3])
+
+
+def notes_json(percept) -> list[list[dict]]:
+    """Per voice, the notes as {onset_s, offset_s, f0_hz, loudness_db, confidence}."""
+    from pcmusic.model.note_prior import NOTE_COLUMNS
+
+    digits = (4, 4, 3, 2, 3)
+    return [[{name: round(float(x), d) for name, x, d in zip(NOTE_COLUMNS, row, digits)} for row in voice]
+            for voice in percept.notes]
 
 
 def percept_csv(percept, voice: int) -> str:
@@ -154,27 +234,31 @@ def percept_csv(percept, voice: int) -> str:
 def percept_arrays(percept) -> dict[str, np.ndarray]:
     """A Percept's arrays for an .npz file: times_s `[F]`, f0_hz `[V, F]` (NaN unvoiced),
     amplitudes `[V, F, H]`, voiced and confidence `[V, F]`, inharmonicity `[V]`, energy
-    `[n_steps]`, sample_rate and frame_rate_hz (scalars)."""
+    `[n_steps]`, sample_rate and frame_rate_hz (scalars), and per voice v its notes
+    `notes_voice<v>` `[n, 5]` (columns `pcmusic.model.note_prior.NOTE_COLUMNS`)."""
     return {"times_s": np.asarray(percept.times_s), "f0_hz": percept.f0_hz,
             "amplitudes": percept.amplitudes, "voiced": percept.voiced,
             "confidence": percept.confidence, "inharmonicity": percept.inharmonicity,
             "energy": percept.energy, "sample_rate": np.asarray(percept.sample_rate),
-            "frame_rate_hz": np.asarray(percept.frame_rate_hz)}
+            "frame_rate_hz": np.asarray(percept.frame_rate_hz),
+            **{f"notes_voice{v}": np.asarray(n, np.float64) for v, n in enumerate(percept.notes)}}
 
 
 def _percept_files(stem: Path, formats, n_voices: int):
     """(path, format, voice) of each file `write_percept` writes (voice None: all voices)."""
     for fmt in formats:
-        if fmt == "csv" and n_voices > 1:
+        suffix = {"notes": "notes.csv"}.get(fmt, fmt)
+        if fmt in ("csv", "notes") and n_voices > 1:
             for v in range(n_voices):
-                yield stem.with_name(f"{stem.name}.voice{v}.csv"), fmt, v
+                yield stem.with_name(f"{stem.name}.voice{v}.{suffix}"), fmt, v
         else:
-            yield stem.with_name(f"{stem.name}.{fmt}"), fmt, 0 if fmt == "csv" else None
+            yield stem.with_name(f"{stem.name}.{suffix}"), fmt, 0 if fmt in ("csv", "notes") else None
 
 
 def percept_paths(stem: Path, formats, n_voices: int) -> list[Path]:
     """The files `write_percept` writes for `stem` (a path without suffix): stem.json,
-    stem.npz, and stem.csv (one voice) or stem.voice<i>.csv (several)."""
+    stem.npz, stem.mid, and stem.csv / stem.notes.csv (one voice) or
+    stem.voice<i>.csv / stem.voice<i>.notes.csv (several)."""
     return [path for path, _, _ in _percept_files(stem, formats, n_voices)]
 
 
@@ -187,6 +271,11 @@ def write_percept(stem: Path, percept, audio, formats, *, source: str) -> list[P
             write_atomic(path, json.dumps({"audio": source, **percept_json(percept, audio)}) + "\n")
         elif fmt == "csv":
             write_atomic(path, percept_csv(percept, voice))
+        elif fmt == "notes":
+            write_atomic(path, notes_csv(percept, voice))
+        elif fmt == "mid":
+            from pcmusic import midi
+            midi.write(path, percept.notes, overwrite=True)
         else:
             files.write_npz(path, percept_arrays(percept))
         written.append(path)

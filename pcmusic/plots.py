@@ -1,4 +1,10 @@
-"""Figures of runs, sounds and percepts (matplotlib, Agg backend: no display needed).
+"""Figures of runs, sounds and percepts, safe in a notebook.
+
+Nothing here touches pyplot or the process's matplotlib backend: every `plot_*`
+function returns a `matplotlib.figure.Figure` built without pyplot (a notebook shows
+it when it is the cell's value; `fig.savefig` writes it without any backend). A
+`plot_*` function that draws one panel takes `ax=` to draw into an axes of the
+caller's figure, and then returns that figure.
 
 Every `save_*` function writes a PNG atomically (a temporary file in the same
 directory, then renamed), so an interrupted run never leaves half a figure.
@@ -8,15 +14,13 @@ with the model's front end: a figure should show the sound, not what the model h
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-import matplotlib
 import numpy as np
+from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
 from pcmusic import files
 
@@ -34,7 +38,19 @@ def spectrogram_db(audio, sample_rate: int, *, n_fft: int = 1024, hop: int = 128
             np.maximum(db, floor_db))
 
 
-def plot_spectrogram(ax, audio, sample_rate: int, *, f_max_hz: float | None = None, title: str = ""):
+def _axes(ax, figsize: tuple[float, float]):
+    """(figure, axes): the caller's axes and its figure, or one axes on a new Figure."""
+    if ax is None:
+        ax = Figure(figsize=figsize).add_subplot()
+    return ax.figure, ax
+
+
+def plot_spectrogram(audio, sample_rate: int, *, ax=None, f_max_hz: float | None = None,
+                     title: str = "") -> Figure:
+    """The spectrogram of float audio `[n_samples]` at `sample_rate` Hz (dB re its peak,
+    -80 to 0), 0 to `f_max_hz` (default Nyquist), drawn into `ax` or a new figure;
+    returns the figure."""
+    fig, ax = _axes(ax, (7, 3.5))
     times, freqs, db = spectrogram_db(audio, sample_rate)
     ax.pcolormesh(times, freqs, db, shading="auto", cmap="magma", vmin=-80, vmax=0)
     ax.set_ylim(0, f_max_hz or sample_rate / 2)
@@ -42,10 +58,101 @@ def plot_spectrogram(ax, audio, sample_rate: int, *, f_max_hz: float | None = No
     ax.set_ylabel("frequency (Hz)")
     if title:
         ax.set_title(title)
+    return fig
+
+
+def plot_energy(energy: Sequence[float], *, ax=None,
+                listen_energy: Sequence[float] | None = None) -> Figure:
+    """The free energy per refinement step `[refine_steps + 1]` and, given `listen_energy`
+    `[listen steps + 1]`, the heard energy per listening step on twin axes; returns the figure."""
+    fig, ax = _axes(ax, (4, 3.5))
+    ax.plot(np.arange(len(energy)), np.asarray(energy, np.float64), marker=".")
+    ax.set_xlabel("refinement step")
+    ax.set_ylabel("free energy")
+    ax.set_title("energy while refining")
+    ax.grid(alpha=0.3)
+    if listen_energy is not None and len(listen_energy) > 1:
+        top = ax.twiny()
+        ax_l = top.twinx()
+        ax_l.plot(np.arange(len(listen_energy)), np.asarray(listen_energy, np.float64), marker="s",
+                  color="tab:orange")
+        top.xaxis.set_major_locator(MaxNLocator(integer=True))
+        top.set_xlabel("listening step", color="tab:orange")
+        ax_l.set_ylabel("heard energy", color="tab:orange")
+        ax.set_title("energy while refining, then listening")
+    return fig
+
+
+def plot_sample(audio, sample_rate: int, *, energy: Sequence[float] | None = None,
+                listen_energy: Sequence[float] | None = None, title: str = "") -> Figure:
+    """A generated sound: its spectrogram (to 5 kHz) and, given at least two values of
+    `energy`, beside it `plot_energy` of its refinement (and listening)."""
+    f_max_hz = min(5000, sample_rate / 2)
+    if energy is None or len(energy) < 2:
+        return plot_spectrogram(audio, sample_rate, f_max_hz=f_max_hz, title=title)
+    fig = Figure(figsize=(11, 3.5))
+    ax, ax_e = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2, 1]})
+    plot_spectrogram(audio, sample_rate, ax=ax, f_max_hz=f_max_hz, title=title)
+    plot_energy(energy, ax=ax_e, listen_energy=listen_energy)
+    fig.tight_layout()
+    return fig
+
+
+def plot_training_curves(records: Sequence[dict], *, ax=None) -> Figure:
+    """Energy per training step and the held-out energy (records as in metrics.jsonl)."""
+    fig, ax = _axes(ax, (7, 4))
+    train = [r for r in records if r.get("split") == "train" and r.get("energy") is not None]
+    evals = [r for r in records if r.get("split") == "eval" and r.get("energy") is not None]
+    if train:
+        ax.plot([r["step"] for r in train], [r["energy"] for r in train], label="training batch")
+    if evals:
+        ax.plot([r["step"] for r in evals], [r["energy"] for r in evals], "o-", label="held-out")
+    ax.set_xlabel("step")   # linear scale: learned precisions' log-determinants can make E < 0
+    ax.set_ylabel("free energy per clip (settled)")
+    ax.grid(alpha=0.3)
+    if train or evals:
+        ax.legend()
+    return fig
+
+
+def plot_f0(f0_hz, frame_rate_hz: float, *, ax=None, reference_hz: float | None = None) -> Figure:
+    """Perceived f0 `[n_voices, n_frames]` in Hz (NaN unvoiced) against time, one line per
+    voice, with an optional dashed reference; returns the figure."""
+    fig, ax = _axes(ax, (5, 4))
+    f0 = np.atleast_2d(np.asarray(f0_hz, np.float64))
+    times = np.arange(f0.shape[1]) / frame_rate_hz
+    for v, track in enumerate(f0):
+        ax.plot(times, track, lw=1.5, label=f"voice {v + 1}")
+    if reference_hz is not None:
+        ax.axhline(reference_hz, color="k", ls="--", lw=1, label=f"nominal {reference_hz:.2f} Hz")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("f0 (Hz)")
+    ax.set_title("pitch track")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return fig
+
+
+def plot_pitch_track(audio, sample_rate: int, f0_hz, frame_rate_hz: float, *,
+                     reference_hz: float | None = None, title: str = "") -> Figure:
+    """Perceived f0 `[n_voices, n_frames]` (NaN unvoiced) over the sound's spectrogram,
+    and beside it `plot_f0`."""
+    f0 = np.atleast_2d(np.asarray(f0_hz, np.float64))
+    fig = Figure(figsize=(12, 4))
+    ax, ax_c = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
+    top = np.nanmax(f0) if np.isfinite(f0).any() else 1000.0
+    plot_spectrogram(audio, sample_rate, ax=ax, f_max_hz=min(sample_rate / 2, 8 * top), title=title)
+    times = np.arange(f0.shape[1]) / frame_rate_hz
+    for v, track in enumerate(f0):
+        ax.plot(times, track, color="cyan", lw=1.5, label="perceived f0" if v == 0 else None)
+    ax.legend(loc="upper right")
+    plot_f0(f0, frame_rate_hz, ax=ax_c, reference_hz=reference_hz)
+    return fig
 
 
 def save_figure(fig, path) -> Path:
-    """Write `fig` as PNG to `path` atomically and close it."""
+    """Write `fig` as PNG to `path` atomically. A figure made with pyplot is closed
+    afterwards (pyplot keeps it alive otherwise); pyplot itself is never imported here."""
     path = Path(path)
     fd, tmp = files.mkstemp_beside(path.parent, prefix=f".{path.stem}-", suffix=".png")
     try:
@@ -56,71 +163,26 @@ def save_figure(fig, path) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     finally:
-        plt.close(fig)
+        pyplot = sys.modules.get("matplotlib.pyplot")
+        if pyplot is not None:
+            pyplot.close(fig)
     return path
 
 
 def save_sample(path, audio, sample_rate: int, *, energy: Sequence[float] | None = None,
                 title: str = "", listen_energy: Sequence[float] | None = None) -> Path:
-    """A generated sound: its spectrogram, and beside it the energy per refinement step
-    (and, given `listen_energy`, the heard energy per listening step on a second axis)."""
-    if energy is None or len(energy) < 2:
-        fig, ax = plt.subplots(figsize=(7, 3.5))
-        plot_spectrogram(ax, audio, sample_rate, f_max_hz=min(5000, sample_rate / 2), title=title)
-        return save_figure(fig, path)
-    fig, (ax, ax_e) = plt.subplots(1, 2, figsize=(11, 3.5), gridspec_kw={"width_ratios": [2, 1]})
-    plot_spectrogram(ax, audio, sample_rate, f_max_hz=min(5000, sample_rate / 2), title=title)
-    ax_e.plot(np.arange(len(energy)), np.asarray(energy, np.float64), marker=".")
-    ax_e.set_xlabel("refinement step")
-    ax_e.set_ylabel("free energy")
-    ax_e.set_title("energy while refining")
-    ax_e.grid(alpha=0.3)
-    if listen_energy is not None and len(listen_energy) > 1:
-        top = ax_e.twiny()
-        ax_l = top.twinx()
-        ax_l.plot(np.arange(len(listen_energy)), np.asarray(listen_energy, np.float64), marker="s",
-                  color="tab:orange")
-        top.xaxis.set_major_locator(MaxNLocator(integer=True))
-        top.set_xlabel("listening step", color="tab:orange")
-        ax_l.set_ylabel("heard energy", color="tab:orange")
-        ax_e.set_title("energy while refining, then listening")
-    fig.tight_layout()
-    return save_figure(fig, path)
+    """`plot_sample` written to `path` as PNG."""
+    return save_figure(plot_sample(audio, sample_rate, energy=energy, listen_energy=listen_energy,
+                                   title=title), path)
 
 
 def save_training_curves(path, records: Sequence[dict]) -> Path:
-    """Energy per training step and the held-out energy (records as in metrics.jsonl)."""
-    train = [r for r in records if r.get("split") == "train" and r.get("energy") is not None]
-    evals = [r for r in records if r.get("split") == "eval" and r.get("energy") is not None]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    if train:
-        ax.plot([r["step"] for r in train], [r["energy"] for r in train], label="training batch")
-    if evals:
-        ax.plot([r["step"] for r in evals], [r["energy"] for r in evals], "o-", label="held-out")
-    ax.set_xlabel("step")   # linear scale: learned precisions' log-determinants can make E < 0
-    ax.set_ylabel("free energy per clip (settled)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return save_figure(fig, path)
+    """`plot_training_curves` written to `path` as PNG."""
+    return save_figure(plot_training_curves(records), path)
 
 
 def save_pitch_track(path, audio, sample_rate: int, f0_hz, frame_rate_hz: float, *,
                      reference_hz: float | None = None, title: str = "") -> Path:
-    """Perceived f0 `[n_voices, n_frames]` (NaN unvoiced) over the sound's spectrogram."""
-    f0 = np.atleast_2d(np.asarray(f0_hz, np.float64))
-    fig, (ax, ax_c) = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [3, 2]})
-    top = np.nanmax(f0) if np.isfinite(f0).any() else 1000.0
-    plot_spectrogram(ax, audio, sample_rate, f_max_hz=min(sample_rate / 2, 8 * top), title=title)
-    times = np.arange(f0.shape[1]) / frame_rate_hz
-    for v, track in enumerate(f0):
-        ax.plot(times, track, color="cyan", lw=1.5, label="perceived f0" if v == 0 else None)
-        ax_c.plot(times, track, lw=1.5, label=f"voice {v + 1}")
-    if reference_hz is not None:
-        ax_c.axhline(reference_hz, color="k", ls="--", lw=1, label=f"nominal {reference_hz:.2f} Hz")
-    ax.legend(loc="upper right")
-    ax_c.set_xlabel("time (s)")
-    ax_c.set_ylabel("f0 (Hz)")
-    ax_c.set_title("pitch track")
-    ax_c.grid(alpha=0.3)
-    ax_c.legend()
-    return save_figure(fig, path)
+    """`plot_pitch_track` written to `path` as PNG."""
+    return save_figure(plot_pitch_track(audio, sample_rate, f0_hz, frame_rate_hz,
+                                        reference_hz=reference_hz, title=title), path)

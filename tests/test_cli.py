@@ -235,3 +235,145 @@ def test_entry_point_reports_errors_without_traceback(tmp_path):
                                text=True, env=env, timeout=60).stdout
     for command in ("demo", "train", "perceive", "generate", "probe", "bench"):
         assert command in help_text
+
+
+def generate_args(ckpt, out, *extra):
+    """The demo's generation (its compiled programs), sound count and seed given in `extra`."""
+    return ["generate", "--ckpt", ckpt, "--out", out, "--seconds", demo.SOUND_SECONDS,
+            "--refine", demo.REFINE_STEPS, "--listen", demo.LISTEN_STEPS, *extra]
+
+
+def test_generate_writes_intents_and_controls_that_reproduce_it(capsys, tiny_run, tmp_path, monkeypatch):
+    """Each sample's intent and controls are written beside its WAV; the intents fed back
+    through --intent with the same --seed give the same sounds, bit for bit."""
+    from pcmusic import generation, outputs
+
+    traces = []
+    generation_generate = generation.generate
+    monkeypatch.setattr(generation, "generate", lambda *a, **kw: _watch(generation_generate, traces, a, kw))
+    first = tmp_path / "first"
+    rc, _, err = run(capsys, *generate_args(tiny_run, first, "--n", demo.N_SOUNDS, "--seed", 3))
+    assert rc == 0, err
+    trace = traces[-1]
+    summary = json.loads((first / "summary.json").read_text())
+    assert summary["intent_file"] is None
+    d_top = trace.intent.shape[-1]
+    for i, sample in enumerate(summary["samples"]):
+        intent = outputs.read_intent(first / sample["intent"], d_top=d_top)
+        np.testing.assert_array_equal(intent, trace.intent[i:i + 1])     # exact, float32
+        with np.load(first / sample["controls"]) as f:
+            assert sorted(f.files) == sorted(trace.controls)
+            for name, value in trace.controls.items():
+                np.testing.assert_array_equal(f[name], value[i:i + 1])
+    both = tmp_path / "intents.npz"
+    outputs.write_intent(both, np.concatenate([outputs.read_intent(first / s["intent"], d_top=d_top)
+                                               for s in summary["samples"]]))
+    again = tmp_path / "again"
+    rc, _, err = run(capsys, *generate_args(tiny_run, again, "--intent", both, "--seed", 3))
+    assert rc == 0, err
+    np.testing.assert_array_equal(traces[-1].intent, trace.intent)
+    replayed = json.loads((again / "summary.json").read_text())
+    assert replayed["intent_file"] == str(both) and replayed["n"] == demo.N_SOUNDS
+    for a, b in zip(summary["samples"], replayed["samples"]):
+        np.testing.assert_array_equal(audio.load(again / b["wav"])[0], audio.load(first / a["wav"])[0])
+        assert a["energy"] == b["energy"]
+
+
+def _watch(generate, traces, args, kwargs):
+    sounds, trace = generate(*args, **kwargs)
+    traces.append(trace)
+    return sounds, trace
+
+
+def test_perceived_intent_generates_the_same_sound_twice(capsys, tone, tiny_run, tmp_path):
+    """perceive --intent-out -> generate --intent: the perceived intent is clamped exactly,
+    and two runs with the same intent and seed give the same sound."""
+    from pcmusic import outputs, perception
+    from pcmusic.training import load_model
+
+    intent_file = tmp_path / "tone_intent.npz"
+    rc, out, err = run(capsys, "perceive", tone, "--ckpt", tiny_run, "--intent-out", intent_file)
+    assert rc == 0, err
+    assert out.strip() == f"wrote {intent_file}"                 # no percept unless asked
+    model, cfg = load_model(tiny_run)
+    intent = outputs.read_intent(intent_file, d_top=model.spec.latent_dims[-1])
+    # the intents training banks: the clip padded with silence to whole top-level frames
+    x = audio.load(tone)[0]
+    top_frame = model.spec.controls.hop * model.spec.frames_per_top
+    padded = np.pad(x, (0, -len(x) % top_frame))[None]
+    expected = perception.perceive_intents(model, padded, inference=cfg.inference,
+                                           intent_shoot_steps=cfg.train.intent_shoot_steps)
+    np.testing.assert_array_equal(intent, np.asarray(expected)[:, None])
+    sounds = []
+    for name in ("a", "b"):                  # short, without listening: compiles in seconds
+        rc, _, err = run(capsys, "generate", "--ckpt", tiny_run, "--out", tmp_path / name, "--intent",
+                         intent_file, "--seed", 7, "--seconds", 0.5, "--refine", 4, "--listen", 0)
+        assert rc == 0, err
+        summary = json.loads((tmp_path / name / "summary.json").read_text())
+        assert summary["n"] == 1
+        np.testing.assert_array_equal(
+            outputs.read_intent(tmp_path / name / summary["samples"][0]["intent"], d_top=intent.shape[-1]),
+            intent)
+        sounds.append(audio.load(tmp_path / name / "sample_0.wav")[0])
+    np.testing.assert_array_equal(sounds[0], sounds[1])
+
+
+@pytest.fixture
+def intent_files(tmp_path):
+    def save(name, **arrays):
+        path = tmp_path / name
+        np.savez(path, **arrays)
+        return path
+    return save
+
+
+@pytest.mark.parametrize("arrays, fragment", [
+    ({"top": np.zeros((2, 8), np.float32)}, "holds no array 'intent' (it holds: top)"),
+    ({"intent": np.zeros((2, 3, 8), np.float32)}, "has shape [2, 3, 8]; expected [n, 1, 8]"),
+    ({"intent": np.zeros((2, 5), np.float32)}, "has d_top 5 (shape [2, 5]) but the model's top has 8"),
+    ({"intent": np.array([[np.nan] * 8, [0.0] * 8], np.float32)}, "rows [0] hold NaN/Inf"),
+    ({"intent": np.array(["a", "b"])}, "has dtype <U1"),
+])
+def test_bad_intent_files_are_refused_naming_file_value_and_fix(intent_files, arrays, fragment):
+    from pcmusic import outputs
+    from pcmusic.errors import PcmusicError
+
+    path = intent_files("bad.npz", **arrays)
+    with pytest.raises(PcmusicError) as err:
+        outputs.read_intent(path, d_top=8)
+    assert str(err.value).startswith(str(path)) and fragment in str(err.value)
+
+
+def test_intent_files_in_every_documented_shape_read_as_n_1_d_top(intent_files):
+    from pcmusic import outputs
+
+    rows = np.arange(16, dtype=np.float32).reshape(2, 8)
+    for stored, n in ((rows[0], 1), (rows, 2), (rows[:, None], 2), (rows.astype(np.float64), 2)):
+        intent = outputs.read_intent(intent_files("ok.npz", intent=stored), d_top=8)
+        assert intent.shape == (n, 1, 8) and intent.dtype == np.float32
+        np.testing.assert_array_equal(intent[:, 0], rows[:n])
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["perceive", "{tone}", "--intent-out", "{tmp}/i.npz"], "--intent-out {tmp}/i.npz needs --ckpt"),
+    (["perceive", "{tone}", "{two_tones}", "--ckpt", "{run}", "--intent-out", "{tmp}/i.npz"],
+     "--intent-out writes the intent of one clip; 2 files were given"),
+    (["perceive", "{tone}", "--ckpt", "{run}", "--intent-out", "{tmp}/i.txt"], "must end in .npz"),
+    (["generate", "--ckpt", "{run}", "--out", "{tmp}/g", "--intent", "{tmp}/none.npz"], "no such file"),
+    (["generate", "--ckpt", "{run}", "--out", "{tmp}/g", "--intent", "{tone}"], "not a readable .npz"),
+    (["generate", "--ckpt", "{run}", "--out", "{tmp}/g", "--intent", "{wide}"], "but the model's top has"),
+    (["generate", "--ckpt", "{run}", "--out", "{tmp}/g", "--intent", "{pair}", "--n", "3"],
+     "--n 3 but --intent"),
+])
+def test_bad_intent_options_are_one_line_and_exit_2(capsys, tmp_path, tone, two_tones, tiny_run,
+                                                     intent_files, argv, fragment):
+    from pcmusic.training import load_model
+
+    d_top = load_model(tiny_run)[0].spec.latent_dims[-1]
+    names = {"tmp": tmp_path, "tone": tone, "two_tones": two_tones, "run": tiny_run,
+             "wide": intent_files("wide.npz", intent=np.zeros((1, d_top + 1), np.float32)),
+             "pair": intent_files("pair.npz", intent=np.zeros((2, d_top), np.float32))}
+    rc, out, err = run(capsys, *[a.format(**names) for a in argv])
+    assert rc == 2 and err.count("\n") == 1 and err.startswith(f"pcmusic {argv[0]}: error: ")
+    assert fragment.format(**names) in err and "Traceback" not in err
+    assert not (tmp_path / "g").exists() and not (tmp_path / "i.npz").exists()

@@ -153,3 +153,61 @@ def test_plain_errors_from_a_schema_get_the_section_and_source(tmp_path):
 
     check_error(lambda: load_config(write(tmp_path, "[synth]\nn_voices = 9\n"), schema=Top),
                 "synth in file", "n_voices = 9 is more than 4")
+
+
+def test_config_keys_lists_every_leaf_with_its_type_and_value():
+    from pcmusic.configio import config_keys
+
+    assert config_keys(Outer()) == [
+        ("inner.rate_hz", "float", 100.0), ("inner.mode", "Literal['a', 'b']", "a"),
+        ("inner.sizes", "tuple[int, ...]", (1, 2)), ("inner.pair", "tuple[int, str]", (0, "x")),
+        ("inner.path", "str | None", None), ("inner.flag", "bool", False), ("n_steps", "int", 10)]
+    assert [k for k, _, _ in config_keys(default_config())] == list(flatten_config(default_config()))
+
+
+def run_cli(capsys, *argv):
+    from pcmusic import cli
+
+    rc = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_config_show_prints_the_resolved_toml(capsys, tmp_path):
+    from tests.test_train import TINY
+
+    overrides = ["train.n_steps=3", "data.tuning=5-TET"]
+    rc, out, err = run_cli(capsys, "config", "show", "--config", "tiny", *[f"--set={o}" for o in overrides])
+    assert rc == 0, err
+    assert load_config(write(tmp_path, out), schema=Config) == load_config(TINY, overrides=overrides)
+    rc, out, err = run_cli(capsys, "config", "show")
+    assert rc == 0 and load_config(write(tmp_path, out), schema=Config) == default_config()
+
+
+def test_config_keys_values_read_back_through_set(capsys):
+    """Every line is `key: type = value`, and --set key=value of every printed value
+    rebuilds the config it was printed from: the listing is complete and exact."""
+    from tests.test_train import TINY
+
+    tiny = load_config(TINY)
+    for name, cfg in ((None, default_config()), ("tiny", tiny)):
+        rc, out, err = run_cli(capsys, "config", "keys", *(["--config", name] if name else []))
+        assert rc == 0, err
+        lines = out.splitlines()
+        keys = [line.split(":")[0] for line in lines]
+        assert keys == list(flatten_config(cfg))
+        assert "train.n_steps: int = " in out and "data.folder: str | None = none" in out
+        sets = [f"{line.split(':')[0]}={line.split(' = ', 1)[1]}" for line in lines]
+        base = Config(model=dataclasses.replace(default_config().model, latent_dims=(2, 2, 2)))
+        assert apply_overrides(base, sets) == cfg
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["config", "show", "--set", "train.n_step=3"], "did you mean 'train.n_steps'"),
+    (["config", "keys", "--config", "nonesuch"], "neither a file nor a shipped config"),
+    (["config", "show", "--set", "train.n_steps=many"], "expected int"),
+])
+def test_config_bad_input_is_one_line(capsys, argv, fragment):
+    rc, out, err = run_cli(capsys, *argv)
+    assert rc == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith("pcmusic config: error: ") and fragment in err

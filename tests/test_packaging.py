@@ -1,4 +1,5 @@
-"""The wheel ships every module and the configs a user names (`--config tiny`)."""
+"""The wheel ships every module, the configs a user names (`--config tiny`) and the
+built-in models (`--ckpt builtin:tiny`)."""
 import subprocess
 import sys
 import zipfile
@@ -27,6 +28,16 @@ def test_wheel_holds_every_module_and_the_configs(wheel):
     assert modules <= names, sorted(modules - names)
     configs = {f"pcmusic/configs/{p.name}" for p in (ROOT / "configs").glob("*.toml")}
     assert {"pcmusic/configs/tiny.toml", "pcmusic/configs/default.toml"} <= configs <= names
+
+
+def test_wheel_holds_the_builtin_models(wheel):
+    """Every file of pcmusic/builtin/NAME/ (checkpoint and note prior) is package data."""
+    names = set(wheel.namelist())
+    shipped = {str(p.relative_to(ROOT)) for p in (ROOT / "pcmusic" / "builtin").rglob("*")
+               if p.is_file() and "__pycache__" not in p.parts}
+    assert {"pcmusic/builtin/tiny/notes.npz", "pcmusic/builtin/__init__.py"} <= shipped
+    assert any(name.startswith("pcmusic/builtin/tiny/checkpoints/") for name in shipped)
+    assert shipped <= names, sorted(shipped - names)
 
 
 def test_configs_by_name_and_by_path():

@@ -150,27 +150,32 @@ def _rows(label: str, results: dict[str, list]) -> list[dict]:
     return rows
 
 
-def benchmark_sets(*, quick: bool) -> list[tuple[str, int, bool, int, list]]:
+def benchmark_sets(*, quick: bool, per_program: int | None = None) -> list[tuple[str, int, bool, int, list]]:
     """(label, sample_rate, reverb, n_voices, cases) of every set; cases are (name,
-    reference voices, GM program), the same for every call (seeded)."""
-    rng = np.random.default_rng(0)
+    reference voices, GM program). Each case is drawn from its own seed (set, program,
+    index), so a name always means the same material, whatever the counts."""
     programs = dict(list(PROGRAMS.items())[:2]) if quick else PROGRAMS
-    per_program = 1 if quick else 3
+    per_program = per_program or (1 if quick else 2)
+
+    def rng(*seed):
+        return np.random.default_rng(seed)
+
     out = []
-    for label, rate, reverb, step in [("melodies, dry, 16 kHz", 16000, False, 100.0),
-                                      ("melodies, reverb, 44.1 kHz", 44100, True, 100.0),
-                                      ("melodies in 5-TET (pitch bends), dry, 16 kHz", 16000, False, 240.0)]:
+    for k, (label, rate, reverb, step) in enumerate([
+            ("melodies, dry, 16 kHz", 16000, False, 100.0),
+            ("melodies, reverb, 44.1 kHz", 44100, True, 100.0),
+            ("melodies in 5-TET (pitch bends), dry, 16 kHz", 16000, False, 240.0)]):
         tag = f"{'5tet' if step != 100.0 else 'melody'}_{rate}_{'rev' if reverb else 'dry'}"
-        out.append((label, rate, reverb, 1, [(f"{tag}_{name}_{i}", [melody(rng, step_cents=step)], program)
-                                             for name, program in programs.items()
-                                             for i in range(per_program)]))
+        out.append((label, rate, reverb, 1, [(f"{tag}_{name}_{i}", [melody(rng(k, program, i), step_cents=step)],
+                                              program)
+                                             for name, program in programs.items() for i in range(per_program)]))
     out.append(("two-note chords, dry, 16 kHz (n_voices=2)", 16000, False, 2,
-                [(f"chords_{name}_{i}", chords(rng), program) for name, program in programs.items()
+                [(f"chords_{name}_{i}", chords(rng(3, program, i)), program) for name, program in programs.items()
                  for i in range(per_program)]))
     return out
 
 
-def write_renders(folder: str | Path, *, quick: bool) -> int:
+def write_renders(folder: str | Path, *, quick: bool, per_program: int | None = None) -> int:
     """Render every case of `benchmark_sets` into `folder` (NAME.wav, NAME.ref.csv) without
     perceiving: the material for an anchor run in its own venv. Returns the count."""
     import tempfile
@@ -181,7 +186,7 @@ def write_renders(folder: str | Path, *, quick: bool) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     count = 0
     with tempfile.TemporaryDirectory(prefix="pcmusic-transcribe-") as tmp:
-        for _, rate, reverb, _, cases in benchmark_sets(quick=quick):
+        for _, rate, reverb, _, cases in benchmark_sets(quick=quick, per_program=per_program):
             for name, voices, program in cases:
                 x = _render(voices, program, name, Path(tmp), sample_rate=rate, reverb=reverb)
                 audio_lib.save(folder / f"{name}.wav", x, rate, overwrite=True)
@@ -214,5 +219,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="write the transcription bench's renders for an anchor")
     parser.add_argument("--renders", required=True, help="folder for NAME.wav and NAME.ref.csv")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--per-program", type=int, default=None, help="clips per instrument and set")
     args = parser.parse_args()
-    print(f"wrote {write_renders(args.renders, quick=args.quick)} renders to {args.renders}")
+    print(f"wrote {write_renders(args.renders, quick=args.quick, per_program=args.per_program)} renders "
+          f"to {args.renders}")

@@ -426,13 +426,15 @@ def abstract_train_state(config: Config, sharding=None, *, maps=None):
 
 def load_model(ckpt_dir: str | Path, *, step: int | None = None, maps=None):
     """(AudioModel, Config) of a training checkpoint (a workdir or its checkpoints/
-    directory; the latest step, or `step`), on the first local device whatever device
-    count wrote it.
+    directory, or "builtin:NAME", a model shipped with pcmusic: `pcmusic.builtin`; the
+    latest step, or `step`), on the first local device whatever device count wrote it.
 
     maps: the user's maps the model was trained with (`pcmusic.model.UserMaps`); a
     checkpoint stores their params but not the modules, so give the same modules again
     (a mismatch is reported leaf by leaf)."""
-    directory = checkpoint_dir(ckpt_dir)
+    from pcmusic import builtin
+
+    directory = checkpoint_dir(builtin.checkpoint_path(ckpt_dir))
     meta = read_meta(directory, step=step)   # first its config, to build the target
     try:
         config = config_from_dict(Config, meta["config"], source=f"checkpoint {directory}")
