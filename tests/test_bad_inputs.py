@@ -140,7 +140,7 @@ CLI_CASES = [
     (["generate", "--ckpt", "{ws}/run", "--out", "{ws}/g", "--refine", "-1"], "--refine = -1"),
     (["generate", "--ckpt", "{ws}/run", "--out", "{ws}/g", "--listen", "-2"], "--listen = -2"),
     (["generate", "--ckpt", "{ws}/run", "--out", "{ws}/g", "--step", "7"], "no checkpoint for step 7"),
-    (["generate", "--out", "{ws}/g"], "required: --ckpt"),
+    (["generate", "--out", "{ws}/g"], "generate needs --ckpt"),
     (["probe", "{ws}/good.wav", "--ckpt", "{ws}/run", "--out", "{ws}/p.npz", "--stride", "0"], "--stride"),
     (["probe", "{ws}/good.wav", "--ckpt", "{ws}/run", "--out", "{ws}/p.txt"], "must end in .npz"),
     (["probe", "{ws}/good.wav", "--ckpt", "{ws}/run", "--out", "{ws}/p.npz", "--step", "3"], "step 3"),

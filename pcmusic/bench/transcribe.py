@@ -113,6 +113,8 @@ def evaluate(cases: list[tuple[str, list[np.ndarray], int]], *, sample_rate: int
     from pcmusic.perception import perceive
 
     results: dict[str, list] = {"pcmusic": [], "seconds": [], "audio_s": []}
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="pcmusic-transcribe-") as tmp:
         for name, voices, program in cases:
             x = _render(voices, program, name, Path(tmp), sample_rate=sample_rate, reverb=reverb)
@@ -122,7 +124,9 @@ def evaluate(cases: list[tuple[str, list[np.ndarray], int]], *, sample_rate: int
             results["audio_s"].append(x.shape[0] / sample_rate)
             results["pcmusic"].append(score(voices, list(percept.notes)))
             if keep is not None:
-                keep.mkdir(parents=True, exist_ok=True)
+                heard = np.concatenate([v[:, :3] for v in percept.notes if len(v)] or [np.zeros((0, 3))])
+                np.savetxt(keep / f"{name}.pcmusic-notes.txt", heard[np.argsort(heard[:, 0])], delimiter=",",
+                           fmt="%.4f")
                 audio_lib.save(keep / f"{name}.wav", x, sample_rate, overwrite=True)
                 ref = np.concatenate([v[:, :3] for v in voices])
                 np.savetxt(keep / f"{name}.ref.csv", ref[np.argsort(ref[:, 0])], delimiter=",", fmt="%.4f")
