@@ -348,8 +348,7 @@ def _generate_phrases(args: argparse.Namespace) -> None:
         audio.save(out / f"sample_{i}.wav", phrase.audio * np.float32(0.99 / peak if peak > 1 else 1.0),
                    rate, overwrite=args.force)
         midi.write(out / f"sample_{i}.mid", [phrase.intended], overwrite=args.force)
-        outputs.write_atomic(out / f"sample_{i}.notes.csv", "".join(
-            f"{on:.4f},{off:.4f},{f0:.3f}\n" for on, off, f0 in phrase.intended[:, :3]))
+        outputs.write_atomic(out / f"sample_{i}.notes.csv", outputs.note_lines(phrase.intended))
         errors = phrase.pitch_error_cents
         records.append({"wav": f"sample_{i}.wav", "mid": f"sample_{i}.mid", "n_notes": int(len(phrase.intended)),
                         "intent": [round(float(x), 4) for x in phrase.intent],

@@ -202,15 +202,16 @@ def percept_json(percept, audio) -> dict:
 
 
 PERCEPT_FORMATS = ("json", "csv", "npz", "notes", "mid")
-NOTE_CSV_COLUMNS = ("onset_s", "offset_s", "f0_hz")
+def note_lines(records) -> str:
+    """Note records `[n, >=3]` as CSV lines `onset_s,offset_s,f0_hz` without a header, the
+    layout mir_eval reads (`mir_eval.io.load_valued_intervals`)."""
+    return "".join(f"{on:.4f},{off:.4f},{f0:.3f}\n" for on, off, f0 in np.asarray(records)[:, :3])
 
 
 def notes_csv(percept, voice: int) -> str:
-    """One voice's notes as CSV lines `onset_s,offset_s,f0_hz` without a header, the layout
-    mir_eval reads (`mir_eval.io.load_valued_intervals`); loudness and confidence are in
-    the JSON and .npz outputs."""
-    notes = percept.notes[voice] if percept.notes else np.zeros((0, 5))
-    return "".join(f"{on:.4f},{off:.4f},{f0:.3f}\n" for on, off, f0 in notes[:, :3])
+    """One voice's notes as `note_lines`; loudness and confidence are in the JSON and .npz
+    outputs."""
+    return note_lines(percept.notes[voice] if percept.notes else np.zeros((0, 5)))
 
 
 def notes_json(percept) -> list[list[dict]]:
