@@ -6,6 +6,7 @@ import pytest
 from pcmusic import model as model_lib
 from pcmusic.model.notes import NoteSpec
 from pcmusic.perception import InferenceSpec
+from pcmusic.perception.notes import NoteInference
 from pcmusic.evaluation.probing import probe, save_npz
 from pcmusic.errors import PcmusicError
 from tests.test_perceive import _tone
@@ -52,9 +53,9 @@ def test_probe_with_a_model_records_every_level():
         expected[f"latents/{level}"] = expected[f"errors/{level}"] = shape
     for n in spec.sensory.resolutions:         # the model's FFT sizes
         expected[f"errors/sensory/{n}"] = (r, 1, 1 + f * 128 // (n // 4), n // 2 + 1)
-    # The note level's settling (80 steps), recorded every stride // 2 = 5 steps: 16 records;
+    # The note level's settling (NoteInference().n_steps), recorded every stride // 2 = 5 steps;
     # its energies add "notes" and "note_prior" to the five levels.
-    r2, n_slots = 16, NoteSpec().max_notes
+    r2, n_slots = NoteInference().n_steps // 5, NoteSpec().max_notes
     expected.update({"notes/step": (r2,), "notes/energy": (r2,), "notes/energies": (r2, 7),
                      "notes/level_names": (7,)})
     for k in ("onset_s", "log_dur", "log2_f0", "level", "decay", "gate"):

@@ -20,6 +20,7 @@ import numpy as np
 
 from pcmusic.data import fluid
 from pcmusic.bench.table import time_call
+from pcmusic.perception.percept import BATCH_SIZES
 
 FAMILIES = {"piano": 0, "organ (reed)": 20, "guitar": 24, "strings": 48, "brass": 61, "flute": 73}
 EXTRA = {"church organ (16')": 19}
@@ -114,34 +115,98 @@ def evaluate_dyads(programs: dict, *, n_per_interval: int, soundfont=None, sampl
             "per_interval": {k: float(np.mean(v)) for k, v in sorted(per_interval.items())}}
 
 
+def melody_signal(seconds: float, sample_rate: int, *, seed: int = 0) -> np.ndarray:
+    """float32 `[round(seconds * sample_rate)]`: a test melody for timing, 0.25-0.5 s
+    harmonic notes (A2-A5, 12 partials falling 6 dB per octave, 10 ms ramps) with 0.1 s
+    rests between some, plus white noise 30 dB down."""
+    rng = np.random.default_rng(seed)
+    n = int(round(seconds * sample_rate))
+    out = np.zeros(n, np.float64)
+    start = 0
+    while start < n:
+        length = int(rng.uniform(0.25, 0.5) * sample_rate)
+        f0 = 110.0 * 2.0 ** (rng.integers(0, 37) / 12.0)
+        t = np.arange(min(length, n - start)) / sample_rate
+        k = np.arange(1, 13)[:, None]
+        tone = np.sum(np.where(k * f0 < 0.45 * sample_rate, 1.0 / k, 0.0)
+                      * np.sin(2 * np.pi * k * f0 * t[None]), axis=0)
+        ramp = np.minimum(1.0, np.minimum(t, t[-1] - t) / 0.01)
+        out[start:start + t.size] = 0.1 * tone * ramp
+        start += length + (int(0.1 * sample_rate) if rng.random() < 0.3 else 0)
+    out += 0.1 * 10 ** (-30 / 20) * rng.normal(size=n)
+    return out.astype(np.float32)
+
+
+# Runs in a fresh interpreter per case, so that its compile time and peak memory are its own.
+_SPEED_CASE = """
+import json, resource, sys, time
+import numpy as np
+from pcmusic.bench.perceive import melody_signal
+from pcmusic.perception import perceive
+seconds, rate, notes = float(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
+start = time.perf_counter()
+perceive(melody_signal(min(seconds, 10.0), rate, seed=1), rate, notes=notes)  # compiles
+first = time.perf_counter() - start
+clip = melody_signal(seconds, rate)
+start = time.perf_counter()
+perceive(clip, rate, notes=notes)
+warm = time.perf_counter() - start
+print(json.dumps({"first": first, "warm": warm,
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def _speed_case(seconds: float, sample_rate: int, *, notes: bool) -> dict:
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _SPEED_CASE, str(seconds), str(sample_rate),
+                          "1" if notes else "0"], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _pyin_seconds(clip: np.ndarray, sample_rate: int) -> float | None:
+    try:
+        import librosa  # noqa: F401
+    except ImportError:
+        return None
+    _pyin(clip[:sample_rate], sample_rate, sample_rate // 125)   # warm-up
+    start = time.perf_counter()
+    _pyin(clip, sample_rate, sample_rate // 125)
+    return time.perf_counter() - start
+
+
 def _speed_rows(quick: bool) -> list[dict]:
+    """Real-time factor (audio seconds per wall second, warm) of `perceive` on a test
+    melody at 16 and 44.1 kHz, each case in a fresh process: the first call (on a clip
+    of at most 10 s, compiling every program the case needs), peak resident memory; pYIN
+    on the same audio (up to 30 s) in the same run."""
     import jax
 
-    from pcmusic.perception import perceive, perceive_batch
-
-    sample_rate = 16000
-    rng = np.random.default_rng(0)
-    clip = (0.1 * np.sin(2 * np.pi * 220 * np.arange(sample_rate) / sample_rate)
-            + 0.01 * rng.normal(size=sample_rate)).astype(np.float32)
-    start = time.perf_counter()
-    perceive(clip, sample_rate)
-    first = time.perf_counter() - start
-    seconds = time_call(lambda: perceive(clip, sample_rate).f0_hz, n_repeats=3 if quick else 5)
-    rows = [{"case": "1 clip x 1 s @16 kHz, 200 steps", "device": jax.default_backend(),
-             "first call s (compile)": first, "s per clip": seconds, "real-time factor": 1.0 / seconds}]
-    batches = [4] if quick else [16]
+    lengths = (1.0, 30.0) if quick else (1.0, 30.0, 600.0)
+    rows = []
+    for sample_rate in (16000, 44100):
+        for seconds in lengths:
+            for notes in ((True, False) if seconds == 1.0 else (True,)):
+                r = _speed_case(seconds, sample_rate, notes=notes)
+                pyin = _pyin_seconds(melody_signal(seconds, sample_rate), sample_rate) \
+                    if notes and seconds <= 30 else None
+                rows.append({"audio": f"{seconds:g} s @ {sample_rate / 1000:g} kHz",
+                             "notes": "yes" if notes else "no", "device": jax.default_backend(),
+                             "first call s": r["first"], "warm s": r["warm"],
+                             "real-time factor": seconds / r["warm"], "peak RSS MB": r["rss_mb"],
+                             "pYIN RTF": float("nan") if pyin is None else seconds / pyin})
     if jax.default_backend() != "cpu":  # an accelerator: batching is where its speed shows
-        batches += [128]
-    for batch in batches:
-        clips = [clip] * batch
-        start = time.perf_counter()
-        perceive_batch(clips, sample_rate)
-        first = time.perf_counter() - start
-        seconds = time_call(lambda: perceive_batch(clips, sample_rate)[0].f0_hz,
-                            n_repeats=2 if quick else 3, n_warmup=0)
-        rows.append({"case": f"batch of {batch} x 1 s (vmapped)", "device": jax.default_backend(),
-                     "first call s (compile)": first, "s per clip": seconds / batch,
-                     "real-time factor": batch / seconds})
+        from pcmusic.perception import perceive_batch
+        clips = [melody_signal(1.0, 16000, seed=i) for i in range(128)]
+        size = BATCH_SIZES[-1]
+        perceive_batch(clips, 16000, batch_size=size, notes=False)
+        seconds = time_call(lambda: perceive_batch(clips, 16000, batch_size=size, notes=False)[0].f0_hz,
+                            n_repeats=2, n_warmup=0)
+        rows.append({"audio": f"128 clips x 1 s @ 16 kHz (batches of {size})", "notes": "no",
+                     "device": jax.default_backend(), "warm s": seconds,
+                     "real-time factor": 128 / seconds})
     return rows
 
 

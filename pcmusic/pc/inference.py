@@ -4,8 +4,9 @@
 gradient steps (or, with `tol`, a bounded `lax.while_loop` that stops at equilibrium).
 Every step checks for divergence (non-finite energy, or an energy that rose more than
 `divergence_factor` times the initial magnitude). On divergence the result holds the
-last state with a good energy (recomputed after the loop by replaying the deterministic
-steps, so the hot loop keeps no copy of it), the first bad step and the level to blame;
+last state with a good energy (the loop keeps a copy of the last good checked state: a
+select over the latents per check, far cheaper than the energy's forward pass), the
+first bad step and the level to blame;
 `check(result)` turns that into `InferenceDivergence` on the host.
 """
 from __future__ import annotations
@@ -54,6 +55,7 @@ class InferenceResult(NamedTuple):
 
 class _Carry(NamedTuple):
     free: list            # the free leaves; they keep moving even past a divergence
+    good_free: list       # the free leaves at the last good checked step
     opt_state: Any
     t: jax.Array
     good_t: jax.Array     # last checked step whose energy was fine
@@ -175,10 +177,11 @@ def infer(energy_fn: EnergyFn, latents: Pytree, *, optimizer: optax.GradientTran
         newly = c.ok & bad
         converged = jnp.bool_(False) if tol is None else _rms(g, masks) <= jnp.float32(tol)
         # The update never waits for the checks: gating it on the energy (a reduction over
-        # the whole forward pass) would stop XLA fusing it into the gradient's last pass,
-        # and keeping a copy of the last good state costs a pass over the latents every
-        # step. A diverged run keeps moving (garbage, never returned); the last good
-        # state is recomputed after the loop by replaying the deterministic steps.
+        # the whole forward pass) would stop XLA fusing it into the gradient's last pass.
+        # A diverged run keeps moving (garbage, never returned); `good_free` keeps the last
+        # good checked state.
+        good = c.ok & ~bad
+        good_free = [jnp.where(good, x, y) for x, y in zip(c.free, c.good_free)]
         new, opt_state = update(c.free, c.opt_state, g)
         for i in range(1, length):  # unchecked steps: gradient only
             new, opt_state = plain_step(new, opt_state, c.t + i)
@@ -186,7 +189,7 @@ def infer(energy_fn: EnergyFn, latents: Pytree, *, optimizer: optax.GradientTran
         record = c.record
         if record is not None:
             record = traj_lib.write(record, c.t, record_stride, full(c.free), valid, aux)
-        return _Carry(free=new, opt_state=opt_state, t=c.t + length,
+        return _Carry(free=new, good_free=good_free, opt_state=opt_state, t=c.t + length,
                       good_t=jnp.where(c.ok & ~bad, c.t, c.good_t), ok=c.ok & ~bad,
                       done=c.done | converged, bad_step=jnp.where(newly, c.t, c.bad_step),
                       bad_terms=None if terms is None else jnp.where(newly, terms, c.bad_terms),
@@ -194,7 +197,7 @@ def infer(energy_fn: EnergyFn, latents: Pytree, *, optimizer: optax.GradientTran
                       history=c.history.at[c.t].set(valid), record=record)
 
     zeros_terms = None if n_terms is None else jnp.zeros(n_terms, jnp.float32)
-    init = _Carry(free=free0, opt_state=optimizer.init(free0), t=jnp.int32(0),
+    init = _Carry(free=free0, good_free=free0, opt_state=optimizer.init(free0), t=jnp.int32(0),
                   good_t=jnp.int32(0), ok=jnp.bool_(True), done=jnp.bool_(False),
                   bad_step=jnp.int32(-1),
                   bad_terms=zeros_terms, e_ref=jnp.float32(0.0), terms_ref=zeros_terms,
@@ -211,12 +214,12 @@ def infer(energy_fn: EnergyFn, latents: Pytree, *, optimizer: optax.GradientTran
             c = lax.while_loop(lambda c: (c.t < n_steps) & c.ok & ~c.done,
                                lambda c: body(c, n_rest), c)
 
-    # Finish without a conditional or a copy on the common path, so that the final energy
-    # is one forward pass on the latents the loop produced (which a following learning
-    # step shares). On divergence (seen in the loop, or made by the updates after the
-    # last check) `redo` replays the deterministic steps from the start to the last good
-    # checked state: a while loop that runs zero times otherwise (also under vmap, where
-    # a cond would run both branches).
+    # The final energy is one forward pass on the latents the loop produced (which a
+    # following learning step shares). On divergence (seen in the loop, or made by the
+    # updates after the last check) the last good checked state is returned with its
+    # energy, evaluated in a `lax.cond` (under vmap both branches run: one more forward
+    # pass). No replay loop after the scan: under vmap, a `lax.while_loop` there slows
+    # every step of the scan itself on XLA:CPU.
     e, aux = energy_fn(full(c.free), c.t)
     bad_last = c.ok & _is_bad(e, c.e_ref, divergence_factor)
     diverged = ~c.ok | bad_last
@@ -225,15 +228,8 @@ def infer(energy_fn: EnergyFn, latents: Pytree, *, optimizer: optax.GradientTran
     bad_level = jnp.int32(-1) if terms is None else jnp.where(
         diverged, _blame(jnp.where(bad_last, terms, c.bad_terms), c.terms_ref), -1)
 
-    def redo(r):
-        def step(s):
-            i, free, opt_state = s
-            return (i + 1, *plain_step(free, opt_state, i))
-        _, free, _ = lax.while_loop(lambda s: s[0] < n_done, step,
-                                    (jnp.int32(0), free0, optimizer.init(free0)))
-        return (jnp.bool_(False), *energy_fn(full(free), n_done), free)
-
-    _, e, aux, free = lax.while_loop(lambda r: r[0], redo, (diverged, e, aux, c.free))
+    free = [jnp.where(diverged, g, x) for g, x in zip(c.good_free, c.free)]
+    e, aux = lax.cond(diverged, lambda: energy_fn(full(free), n_done), lambda: (e, aux))
     return InferenceResult(
         latents=full(free), energy=e, aux=aux, energy_history=c.history, n_steps=n_done,
         diverged=diverged, bad_step=jnp.where(bad_last, c.t, c.bad_step), bad_level=bad_level,

@@ -54,7 +54,7 @@ class NoteInference:
     onsets in seconds, durations and levels in natural log units, pitch in octaves,
     gates in logits; the controls move at `controls_scale` times perception's rates."""
 
-    n_steps: int = 80
+    n_steps: int = 40
     lr_onset_s: float = 0.002
     lr_log_dur: float = 0.02
     lr_log2_f0: float = 0.0005
