@@ -13,14 +13,12 @@ reported on their own row (full mode) rather than scored as octave errors.
 """
 from __future__ import annotations
 
-import time
 from typing import Iterator
 
 import numpy as np
 
 from pcmusic.data import fluid
 from pcmusic.bench.table import time_call
-from pcmusic.perception.percept import BATCH_SIZES
 
 FAMILIES = {"piano": 0, "organ (reed)": 20, "guitar": 24, "strings": 48, "brass": 61, "flute": 73}
 EXTRA = {"church organ (16')": 19}
@@ -166,15 +164,18 @@ def _speed_case(seconds: float, sample_rate: int, *, notes: bool) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _pyin_seconds(clip: np.ndarray, sample_rate: int) -> float | None:
+def _has_librosa() -> bool:
     try:
         import librosa  # noqa: F401
     except ImportError:
-        return None
-    _pyin(clip[:sample_rate], sample_rate, sample_rate // 125)   # warm-up
-    start = time.perf_counter()
-    _pyin(clip, sample_rate, sample_rate // 125)
-    return time.perf_counter() - start
+        return False
+    return True
+
+
+def _pyin_seconds(clip: np.ndarray, sample_rate: int) -> float:
+    """Wall seconds of pYIN on `clip`, after a 1 s warm-up (librosa compiles with numba)."""
+    _pyin(clip[:sample_rate], sample_rate, sample_rate // 125)
+    return time_call(lambda: _pyin(clip, sample_rate, sample_rate // 125), n_repeats=1, n_warmup=0)
 
 
 def _speed_rows(quick: bool) -> list[dict]:
@@ -185,13 +186,14 @@ def _speed_rows(quick: bool) -> list[dict]:
     import jax
 
     lengths = (1.0, 30.0) if quick else (1.0, 30.0, 600.0)
+    with_pyin = _has_librosa()
     rows = []
     for sample_rate in (16000, 44100):
         for seconds in lengths:
             for notes in ((True, False) if seconds == 1.0 else (True,)):
                 r = _speed_case(seconds, sample_rate, notes=notes)
                 pyin = _pyin_seconds(melody_signal(seconds, sample_rate), sample_rate) \
-                    if notes and seconds <= 30 else None
+                    if with_pyin and notes and seconds <= 30 else None
                 rows.append({"audio": f"{seconds:g} s @ {sample_rate / 1000:g} kHz",
                              "notes": "yes" if notes else "no", "device": jax.default_backend(),
                              "first call s": r["first"], "warm s": r["warm"],
@@ -199,6 +201,7 @@ def _speed_rows(quick: bool) -> list[dict]:
                              "pYIN RTF": float("nan") if pyin is None else seconds / pyin})
     if jax.default_backend() != "cpu":  # an accelerator: batching is where its speed shows
         from pcmusic.perception import perceive_batch
+        from pcmusic.perception.percept import BATCH_SIZES
         clips = [melody_signal(1.0, 16000, seed=i) for i in range(128)]
         size = BATCH_SIZES[-1]
         perceive_batch(clips, 16000, batch_size=size, notes=False)
@@ -219,11 +222,7 @@ def run(*, quick: bool) -> Iterator[tuple[str, list[dict]]]:
         yield ("perception accuracy", [{"note": "fluidsynth or a GM soundfont missing: "
                                                 "apt-get install fluidsynth timgm6mb-soundfont"}])
         return
-    try:
-        import librosa  # noqa: F401
-        with_pyin = True
-    except ImportError:
-        with_pyin = False
+    with_pyin = _has_librosa()
     pitches = (43, 55, 67, 79) if quick else tuple(range(40, 85, 4))
     soundfonts = ["TimGM6mb.sf2"] + ([] if quick or fluid.find_soundfont("FluidR3_GM.sf2") is None
                                      else ["FluidR3_GM.sf2"])

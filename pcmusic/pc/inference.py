@@ -185,12 +185,12 @@ def infer(energy_fn: EnergyFn, latents: Pytree, *, optimizer: optax.GradientTran
         new, opt_state = update(c.free, c.opt_state, g)
         for i in range(1, length):  # unchecked steps: gradient only
             new, opt_state = plain_step(new, opt_state, c.t + i)
-        valid = jnp.where(c.ok & ~bad, e, jnp.nan)
+        valid = jnp.where(good, e, jnp.nan)
         record = c.record
         if record is not None:
             record = traj_lib.write(record, c.t, record_stride, full(c.free), valid, aux)
         return _Carry(free=new, good_free=good_free, opt_state=opt_state, t=c.t + length,
-                      good_t=jnp.where(c.ok & ~bad, c.t, c.good_t), ok=c.ok & ~bad,
+                      good_t=jnp.where(good, c.t, c.good_t), ok=good,
                       done=c.done | converged, bad_step=jnp.where(newly, c.t, c.bad_step),
                       bad_terms=None if terms is None else jnp.where(newly, terms, c.bad_terms),
                       e_ref=e_ref, terms_ref=terms_ref,
