@@ -7,12 +7,24 @@ skipped; "voiced" frames are those the method marks voiced. An octave error is a
 note whose median error exceeds 600 cents. pYIN (librosa, a benchmark-only tool) runs
 on the same renders with its default thresholds over 40-2100 Hz.
 
+Melodies: the transcription bench's melodies (`pcmusic.bench.transcribe`: 6-10 notes,
+rests, legato, six GM instruments; dry at 16 kHz, with reverb at 44.1 kHz, and in 5-TET)
+scored frame by frame with `mir_eval.melody` against the reference notes' pitches (0
+where no note is held, so release tails count as false alarms for every method alike):
+raw pitch and raw chroma accuracy, voicing recall and false alarm. pcmusic and pYIN
+report their pitch guess in unvoiced frames as mir_eval asks (a negative frequency), so
+raw pitch accuracy does not depend on the voicing decision. Anchors from other venvs
+(torchcrepe, PESTO: `experiments/anchors/f0_tracks.py`) are read from
+NAME.<tool>.f0.csv (time_s,f0_hz,confidence[,voiced]) in $PCMUSIC_BENCH_RENDERS, the
+folder `python -m pcmusic.bench.transcribe --renders DIR` fills with the same renders.
+
 Organ is GM 20 (reed organ): the GM church and drawbar organs of these soundfonts
 sound a 16' rank, whose physical period is an octave below the key; they are
 reported on their own row (full mode) rather than scored as octave errors.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Iterator
 
 import numpy as np
@@ -44,11 +56,16 @@ def summarise(per_note: list[np.ndarray], n_frames: list[int]) -> dict:
             "voiced": float(sum(e.size for e in per_note) / max(sum(n_frames), 1))}
 
 
-def _pyin(clip: np.ndarray, sample_rate: int, hop: int):
+def _pyin(clip: np.ndarray, sample_rate: int, hop: int, *, with_guess: bool = False):
+    """pYIN's f0 (NaN where unvoiced) and frame rate; with_guess: (f0 with its best guess
+    in unvoiced frames, voiced flags) instead."""
     import librosa
 
-    f0, _, _ = librosa.pyin(clip, fmin=40.0, fmax=2100.0, sr=sample_rate,
-                            frame_length=2048 * sample_rate // 16000, hop_length=hop)
+    f0, voiced, _ = librosa.pyin(clip, fmin=40.0, fmax=2100.0, sr=sample_rate,
+                                 frame_length=2048 * sample_rate // 16000, hop_length=hop,
+                                 fill_na=None if with_guess else np.nan)
+    if with_guess:
+        return np.asarray(f0, np.float64), np.asarray(voiced, bool)
     return np.asarray(f0, np.float64), sample_rate / hop
 
 
@@ -86,31 +103,154 @@ def evaluate_notes(programs: dict, pitches, *, soundfont=None, sample_rate: int 
     return rows
 
 
-def evaluate_dyads(programs: dict, *, n_per_interval: int, soundfont=None, sample_rate: int = 16000,
-                   seed: int = 0) -> dict:
-    """Share of two-note dyads (minor third .. octave) with both notes within 50 cents."""
+TRIADS = ((4, 3), (3, 4), (3, 3), (4, 4), (5, 2), (2, 5), (7, 5), (4, 5), (3, 5), (5, 4))  # steps up
+
+
+def chord_sets(n_notes: int, *, n_per_shape: int, seed: int = 0) -> list[tuple[int, ...]]:
+    """MIDI pitches of random chords: dyads of each interval in INTERVALS (minor third ..
+    octave), or triads of each shape in TRIADS (major, minor, diminished, augmented,
+    suspended, open and inverted voicings), `n_per_shape` of each, lowest note drawn in
+    A2..C6 so that every note stays in MIDI 45-84."""
+    rng = np.random.default_rng(seed)
+    shapes = [(i,) for i in INTERVALS] if n_notes == 2 else list(TRIADS)
+    chords = []
+    for shape in shapes:
+        for _ in range(n_per_shape):
+            low = int(rng.integers(45, 85 - sum(shape)))
+            chords.append(tuple(int(p) for p in low + np.concatenate([[0], np.cumsum(shape)])))
+    return chords
+
+
+def evaluate_chords(programs: dict, *, n_notes: int, n_per_shape: int, soundfont=None,
+                    sample_rate: int = 16000, seed: int = 0) -> dict:
+    """Chords of `n_notes` notes (`chord_sets`) on the programs in turn, 1 s, perceived
+    with n_voices = n_notes: the share of chords with every note found (a voice's median
+    f0 after 0.1 s within 50 cents of it), and mir_eval.multipitch precision / recall of
+    the voiced frames over 0.1-1 s (the notes held; pitches within 50 cents), per chord
+    shape as well."""
     from pcmusic.model.controls import ControlSpec
     from pcmusic.perception import perceive
 
-    rng = np.random.default_rng(seed)
     names = list(programs)
-    notes = []
-    for i, interval in enumerate(np.repeat(INTERVALS, n_per_interval)):
-        low = int(rng.integers(45, 85 - interval))
-        notes.append(fluid.Note(programs[names[i % len(names)]], (low, low + int(interval))))
+    chords = chord_sets(n_notes, n_per_shape=n_per_shape, seed=seed)
+    notes = [fluid.Note(programs[names[i % len(names)]], chord) for i, chord in enumerate(chords)]
     clips = fluid.render_notes(notes, sample_rate=sample_rate, soundfont=soundfont)
-    spec = ControlSpec(n_voices=2)
-    ok, per_interval = 0, {}
+    spec = ControlSpec(n_voices=n_notes)
+    found, frames, per_shape = [], [], {}
     for note, clip in zip(notes, clips):
         p = perceive(clip[:sample_rate], sample_rate, cspec=spec, notes=False)
         start = int(round(0.1 * p.frame_rate_hz))
-        found = np.nanmedian(p.f0_hz[:, start:], axis=1)
-        hit = all(np.nanmin(np.abs(1200 * np.log2(found / fluid.midi_to_hz(m)))) < 50 for m in note.pitches)
-        ok += hit
-        key = note.pitches[1] - note.pitches[0]
-        per_interval.setdefault(key, []).append(hit)
-    return {"dyads": len(notes), "both_within_50": ok / len(notes),
-            "per_interval": {k: float(np.mean(v)) for k, v in sorted(per_interval.items())}}
+        with warnings.catch_warnings():                 # a voice never voiced: NaN, a miss
+            warnings.simplefilter("ignore", RuntimeWarning)
+            median = np.nanmedian(p.f0_hz[:, start:], axis=1)
+        refs = fluid.midi_to_hz(np.asarray(note.pitches))
+        hit = all(np.nanmin(np.abs(1200 * np.log2(median / r)), initial=np.inf) < 50 for r in refs)
+        found.append(hit)
+        frames.append((p.times_s[start:], refs, p.f0_hz[:, start:]))
+        shape = "+".join(str(b - a) for a, b in zip(note.pitches, note.pitches[1:]))
+        per_shape.setdefault(shape, []).append(hit)
+    out = {"chords": len(notes), "all_found": float(np.mean(found)),
+           "per_shape": {k: float(np.mean(v)) for k, v in per_shape.items()}}
+    out.update(_multipitch(frames))
+    return out
+
+
+def _multipitch(frames: list) -> dict:
+    """Pooled mir_eval.multipitch precision and recall over (times `[T]`, reference Hz
+    `[n]` held throughout, estimated Hz `[V, T]` NaN where unvoiced) of several clips;
+    NaN without mir_eval."""
+    try:
+        import mir_eval
+    except ImportError:
+        return {"multipitch_precision": float("nan"), "multipitch_recall": float("nan")}
+    times, refs, ests, offset = [], [], [], 0.0
+    for t, ref, est in frames:
+        times.append(t - t[0] + offset)
+        refs += [np.asarray(ref, np.float64)] * t.size
+        ests += [e[np.isfinite(e)].astype(np.float64) for e in est.T]
+        offset += float(t[-1] - t[0]) + 1.0
+    t = np.concatenate(times)
+    scores = mir_eval.multipitch.evaluate(t, refs, t, ests)
+    return {"multipitch_precision": float(scores["Precision"]), "multipitch_recall": float(scores["Recall"])}
+
+
+MELODY_HOP_S = 0.01          # mir_eval's reference grid
+MELODY_KEYS = {"raw pitch": "Raw Pitch Accuracy", "raw chroma": "Raw Chroma Accuracy",
+               "voicing recall": "Voicing Recall", "voicing false alarm": "Voicing False Alarm"}
+
+
+def reference_track(notes: np.ndarray, times_s: np.ndarray) -> np.ndarray:
+    """Reference f0 in Hz at `times_s` `[T]` of note records `[n, >=3]` (onset_s,
+    offset_s, f0_hz): the pitch of the note held at each time (of the latest onset
+    where notes overlap), 0 where none is."""
+    f0 = np.zeros(times_s.shape, np.float64)
+    for onset, offset, hz in notes[np.argsort(notes[:, 0], kind="stable"), :3]:
+        f0[(times_s >= onset) & (times_s < offset)] = hz
+    return f0
+
+
+def score_melody(notes: np.ndarray, times_s: np.ndarray, f0_hz: np.ndarray) -> dict:
+    """mir_eval.melody scores (MELODY_KEYS) of an estimated track (times `[T]`, f0 in Hz:
+    > 0 voiced, < 0 an unvoiced frame's pitch guess, 0 unvoiced without a guess)
+    against the reference notes `[n, >=3]`, on a 10 ms grid over the clip."""
+    import mir_eval
+
+    end = max(float(np.max(notes[:, 1])), float(times_s[-1])) if len(notes) else float(times_s[-1])
+    ref_times = np.arange(0.0, end + MELODY_HOP_S, MELODY_HOP_S)
+    est_f0 = np.where(np.isfinite(f0_hz), f0_hz, 0.0)
+    scores = mir_eval.melody.evaluate(ref_times, reference_track(notes, ref_times),
+                                      np.asarray(times_s, np.float64), est_f0)
+    return {name: float(scores[key]) for name, key in MELODY_KEYS.items()}
+
+
+def _read_track(path) -> tuple[np.ndarray, np.ndarray]:
+    """(times_s, signed f0_hz) from an anchor's NAME.<tool>.f0.csv: rows time_s, f0_hz,
+    confidence[, voiced]; with a voiced column, unvoiced frames keep their pitch guess as
+    a negative frequency."""
+    rows = np.loadtxt(path, delimiter=",", ndmin=2)
+    f0 = rows[:, 1].copy()
+    if rows.shape[1] >= 4:
+        f0 = np.where(rows[:, 3] > 0.5, f0, -np.abs(f0))
+    return rows[:, 0], f0
+
+
+def evaluate_melodies(*, quick: bool, with_pyin: bool = True) -> list[dict]:
+    """Rows (set, method, clips, MELODY_KEYS means over clips) for pcmusic, pYIN and any
+    anchor tracks in $PCMUSIC_BENCH_RENDERS, on the transcription bench's melody sets."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from pcmusic.bench import transcribe
+    from pcmusic.perception import perceive
+
+    renders = os.environ.get("PCMUSIC_BENCH_RENDERS")
+    rows = []
+    sets = [s for s in transcribe.benchmark_sets(quick=quick) if s[3] == 1]
+    with tempfile.TemporaryDirectory(prefix="pcmusic-melody-") as tmp:
+        for label, rate, reverb, _, cases in sets:
+            scores: dict[str, list] = {}
+            for name, voices, program in cases:
+                x = transcribe.render(voices, program, name, Path(tmp), sample_rate=rate, reverb=reverb)
+                p = perceive(x, rate, notes=False)
+                guess = np.exp2(np.asarray(p.latents["controls"]["log2_f0"])[0, 0])
+                ours = np.where(p.voiced[0], guess, -guess)
+                scores.setdefault("pcmusic", []).append(score_melody(voices[0], p.times_s, ours))
+                if with_pyin:
+                    hop = rate // 100
+                    f0, flag = _pyin(x, rate, hop, with_guess=True)
+                    scores.setdefault("pyin", []).append(
+                        score_melody(voices[0], np.arange(f0.size) * hop / rate, np.where(flag, f0, -f0)))
+                for other in sorted(Path(renders).glob(f"{name}.*.f0.csv")) if renders else ():
+                    tool = other.name[len(name) + 1:-len(".f0.csv")]
+                    scores.setdefault(tool, []).append(score_melody(voices[0], *_read_track(other)))
+            for method, per_clip in scores.items():
+                row = {"set": label, "method": method, "clips": len(per_clip)}
+                row.update({k: float(np.mean([c[k] for c in per_clip])) for k in MELODY_KEYS})
+                if len(per_clip) < len(cases):
+                    row["note"] = f"ran on {len(per_clip)} of {len(cases)} clips"
+                rows.append(row)
+    return rows
 
 
 def melody_signal(seconds: float, sample_rate: int, *, seed: int = 0) -> np.ndarray:
@@ -141,26 +281,25 @@ import json, resource, sys, time
 import numpy as np
 from pcmusic.bench.perceive import melody_signal
 from pcmusic.perception import perceive
-seconds, rate, notes = float(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
-start = time.perf_counter()
-perceive(melody_signal(min(seconds, 10.0), rate, seed=1), rate, notes=notes)  # compiles
-first = time.perf_counter() - start
+seconds, rate, notes, calls = float(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1", int(sys.argv[4])
 clip = melody_signal(seconds, rate)
-start = time.perf_counter()
-perceive(clip, rate, notes=notes)
-warm = time.perf_counter() - start
-print(json.dumps({"first": first, "warm": warm,
+times = []
+for _ in range(calls):               # the first call compiles every program this clip needs
+    start = time.perf_counter()
+    perceive(clip, rate, notes=notes)
+    times.append(time.perf_counter() - start)
+print(json.dumps({"first": times[0], "warm": times[-1],
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 
-def _speed_case(seconds: float, sample_rate: int, *, notes: bool) -> dict:
+def _speed_case(seconds: float, sample_rate: int, *, notes: bool, calls: int) -> dict:
     import json
     import subprocess
     import sys
 
     out = subprocess.run([sys.executable, "-c", _SPEED_CASE, str(seconds), str(sample_rate),
-                          "1" if notes else "0"], capture_output=True, text=True, check=True)
+                          "1" if notes else "0", str(calls)], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -180,9 +319,11 @@ def _pyin_seconds(clip: np.ndarray, sample_rate: int) -> float:
 
 def _speed_rows(quick: bool) -> list[dict]:
     """Real-time factor (audio seconds per wall second, warm) of `perceive` on a test
-    melody at 16 and 44.1 kHz, each case in a fresh process: the first call (on a clip
-    of at most 10 s, compiling every program the case needs), peak resident memory; pYIN
-    on the same audio (up to 30 s) in the same run."""
+    melody at 16 and 44.1 kHz, each case in a fresh process that perceives the clip twice:
+    the first call compiles every program the clip needs ("compile s" = first - warm),
+    the second is the warm time; a 10-minute file is perceived once, its time compile
+    included (a few seconds of minutes). Peak resident memory of the process; pYIN on the
+    same audio (up to 30 s) in the same run."""
     import jax
 
     lengths = (1.0, 30.0) if quick else (1.0, 30.0, 600.0)
@@ -190,13 +331,15 @@ def _speed_rows(quick: bool) -> list[dict]:
     rows = []
     for sample_rate in (16000, 44100):
         for seconds in lengths:
-            for notes in ((True, False) if seconds == 1.0 else (True,)):
-                r = _speed_case(seconds, sample_rate, notes=notes)
+            for notes in ((True, False) if seconds <= 30 else (True,)):
+                calls = 2 if seconds <= 30 else 1
+                r = _speed_case(seconds, sample_rate, notes=notes, calls=calls)
                 pyin = _pyin_seconds(melody_signal(seconds, sample_rate), sample_rate) \
                     if with_pyin and notes and seconds <= 30 else None
                 rows.append({"audio": f"{seconds:g} s @ {sample_rate / 1000:g} kHz",
                              "notes": "yes" if notes else "no", "device": jax.default_backend(),
-                             "first call s": r["first"], "warm s": r["warm"],
+                             "compile s": r["first"] - r["warm"] if calls > 1 else float("nan"),
+                             "warm s": r["warm"],
                              "real-time factor": seconds / r["warm"], "peak RSS MB": r["rss_mb"],
                              "pYIN RTF": float("nan") if pyin is None else seconds / pyin})
     if jax.default_backend() != "cpu":  # an accelerator: batching is where its speed shows
@@ -215,8 +358,10 @@ def _speed_rows(quick: bool) -> list[dict]:
 
 def run(*, quick: bool) -> Iterator[tuple[str, list[dict]]]:
     """Tables, each yielded when done: speed, then accuracy per soundfont (single notes
-    beside pYIN, dyads)."""
-    yield ("perception speed (warm; real-time factor = audio seconds per wall second)",
+    beside pYIN, chords of two and three notes), then melodies (mir_eval.melody, beside
+    pYIN and anchors)."""
+    yield ("perception speed (real-time factor = audio seconds per wall second; warm, the "
+           "10-minute rows one call with its compile)",
            _speed_rows(quick))
     if not fluid.available():
         yield ("perception accuracy", [{"note": "fluidsynth or a GM soundfont missing: "
@@ -232,7 +377,19 @@ def run(*, quick: bool) -> Iterator[tuple[str, list[dict]]]:
                               overall=tuple(FAMILIES))
         note = "" if with_pyin else " (pip install librosa to add pYIN)"
         yield f"single notes, {sf}, MIDI {pitches[0]}-{pitches[-1]}, 1 s{note}", rows
-        dyads = evaluate_dyads(FAMILIES, n_per_interval=1 if quick else 3, soundfont=sf)
-        yield (f"dyads (--voices 2), {sf}",
-               [{"dyads": dyads["dyads"], "both_within_50": dyads["both_within_50"],
-                 **{f"+{k}": v for k, v in dyads["per_interval"].items()}}])
+        rows = []
+        for n_notes in (2, 3):
+            r = evaluate_chords(FAMILIES, n_notes=n_notes, n_per_shape=1 if quick else 3, soundfont=sf)
+            kind = "dyads" if n_notes == 2 else "triads"
+            rows.append({"chords": f"{r['chords']} {kind} (--voices {n_notes})",
+                         "all notes found": r["all_found"], "multipitch precision": r["multipitch_precision"],
+                         "multipitch recall": r["multipitch_recall"],
+                         "misses": " ".join(f"+{k}:{v:.2f}" for k, v in r["per_shape"].items() if v < 1)})
+        yield f"chords, {sf} (all notes within 50 cents; mir_eval.multipitch)", rows
+    try:
+        import mir_eval  # noqa: F401
+    except ImportError:
+        yield "melodies (mir_eval.melody)", [{"note": "pip install mir_eval to score melodies"}]
+        return
+    yield ("melodies with rests and legato, TimGM6mb (mir_eval.melody, 10 ms grid)",
+           evaluate_melodies(quick=quick, with_pyin=with_pyin))

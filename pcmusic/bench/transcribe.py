@@ -89,8 +89,10 @@ def score(reference: list[np.ndarray], estimate: list[np.ndarray]) -> tuple[floa
     return float(p), float(r), float(f)
 
 
-def _render(voices: list[np.ndarray], program: int, name: str, tmp: Path, *, sample_rate: int,
+def render(voices: list[np.ndarray], program: int, name: str, tmp: Path, *, sample_rate: int,
             reverb: bool) -> np.ndarray:
+    """float32 audio of note records `voices` (per voice `[n, >=3]`) played by GM program
+    `program` with FluidSynth (TimGM6mb), via a MIDI file NAME.mid written into `tmp`."""
     from pcmusic import midi
 
     path = midi.write(tmp / f"{name}.mid", voices, overwrite=True, program=program)
@@ -117,7 +119,7 @@ def evaluate(cases: list[tuple[str, list[np.ndarray], int]], *, sample_rate: int
         keep.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="pcmusic-transcribe-") as tmp:
         for name, voices, program in cases:
-            x = _render(voices, program, name, Path(tmp), sample_rate=sample_rate, reverb=reverb)
+            x = render(voices, program, name, Path(tmp), sample_rate=sample_rate, reverb=reverb)
             start = time.perf_counter()
             percept = perceive(x, sample_rate, cspec=ControlSpec(n_voices=n_voices))
             results["seconds"].append(time.perf_counter() - start)
@@ -132,7 +134,7 @@ def evaluate(cases: list[tuple[str, list[np.ndarray], int]], *, sample_rate: int
                 np.savetxt(keep / f"{name}.ref.csv", ref[np.argsort(ref[:, 0])], delimiter=",", fmt="%.4f")
                 for other in sorted(keep.glob(f"{name}.*.csv")):
                     tool = other.name[len(name) + 1:-len(".csv")]
-                    if tool != "ref":
+                    if tool != "ref" and not tool.endswith(".f0"):   # .f0.csv: f0 tracks (perceive bench)
                         results.setdefault(tool, []).append(score(voices, [_read_csv(other)]))
     return results
 
@@ -192,7 +194,7 @@ def write_renders(folder: str | Path, *, quick: bool, per_program: int | None = 
     with tempfile.TemporaryDirectory(prefix="pcmusic-transcribe-") as tmp:
         for _, rate, reverb, _, cases in benchmark_sets(quick=quick, per_program=per_program):
             for name, voices, program in cases:
-                x = _render(voices, program, name, Path(tmp), sample_rate=rate, reverb=reverb)
+                x = render(voices, program, name, Path(tmp), sample_rate=rate, reverb=reverb)
                 audio_lib.save(folder / f"{name}.wav", x, rate, overwrite=True)
                 ref = np.concatenate([v[:, :3] for v in voices])
                 np.savetxt(folder / f"{name}.ref.csv", ref[np.argsort(ref[:, 0])], delimiter=",", fmt="%.4f")

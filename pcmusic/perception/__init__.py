@@ -4,7 +4,7 @@
     chunks     audio of any length as fixed-shape chunks: plan, cut, stitch
     intent     the intent a model hears in a sound (`intent_of`, `perceive_intents`, `perceive_intent`)
     voicing    in which frames a voice sounds
-    notes      the note level settled with the controls (`NoteInference`, `settle_notes`)
+    notes      the note level settled on the settled controls (`NoteInference`, `settle_notes`)
     percept    the user's entry points (`perceive`, `perceive_batch`, `Percept`)
 """
 from pcmusic.perception import chunks, notes, voicing

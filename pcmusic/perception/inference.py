@@ -30,7 +30,6 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from pcmusic import pc
@@ -40,11 +39,16 @@ from pcmusic.model import intents, priors, sensory
 from pcmusic.pc import optim
 
 
+NOISE_START = 0.03   # the noise starts 30 dB below white noise as loud as each band
+
+
 @dataclasses.dataclass(frozen=True)
 class InferenceSpec:
     """How perception settles. Learning rates are Adam step sizes at the start of a
     cosine decay: lr_f0 in octaves of log2 f0 (0.004 = 4.8 cents), lr_amp in natural
-    log units of amplitude, lr_latent for latents above the controls.
+    log units of amplitude, lr_noise in natural log units of the noise bands (faster:
+    they start near silence, and the noise of a noisy sound must rise several nats
+    within the steps), lr_latent for latents above the controls.
     blur: initial blur s.d. as a fraction of the clip's median f0 (0 disables).
     sensory_precision: pi_s. octave_starts: multi-start octave shifts of the proposal.
     n_upper_steps / lr_upper: with a trained model, the latents above the controls are
@@ -54,9 +58,10 @@ class InferenceSpec:
     n_shoot_steps / lr_shoot: before that, the top is found by shooting (Adam on the top
     alone through the top-down maps; `shoot_top`); 0 uses the amortised encoder's guess."""
 
-    n_steps: int = 200
+    n_steps: int = 60
     lr_f0: float = 0.004
     lr_amp: float = 0.05
+    lr_noise: float = 0.15
     lr_latent: float = 0.05
     blur: float = 0.05
     sensory_precision: float = 0.01
@@ -68,7 +73,8 @@ class InferenceSpec:
 
 
 def _labels(latents: dict) -> dict:
-    tree = {"controls": {k: ("f0" if k == "log2_f0" else "amp") for k in latents["controls"]},
+    group = {"log2_f0": "f0", "log_noise": "noise"}
+    tree = {"controls": {k: group.get(k, "amp") for k in latents["controls"]},
             "upper": jax.tree.map(lambda _: "latent", latents["upper"])}
     return tree
 
@@ -84,7 +90,7 @@ def latent_optimizer(latents: dict, spec: InferenceSpec, *, clamp=None) -> optax
     part = pc.partition(clamp, latents)
     labels = [label for label, fixed in zip(jax.tree.leaves(_labels(latents)), part.fixed) if not fixed]
     return optax.multi_transform({"f0": adam(spec.lr_f0), "amp": adam(spec.lr_amp),
-                                  "latent": adam(spec.lr_latent)}, labels)
+                                  "noise": adam(spec.lr_noise), "latent": adam(spec.lr_latent)}, labels)
 
 
 def make_energy_fn(observed: tuple, blur0_hz: jax.Array, *, cspec, sspec, prior, inference,
@@ -119,7 +125,9 @@ def initial_controls(audio: jax.Array, *, cspec: controls_lib.ControlSpec, n_fra
     c = controls_lib.zeros(cspec, 1, n_frames)
     c["log2_f0"] = jnp.log2(f0)[None]
     c["log_amp"] = jnp.log(amps + 1e-5)[None]
-    c["log_noise"] = jnp.full_like(c["log_noise"], np.log(1e-3))
+    noise = pitch.read_noise(audio, sample_rate=cspec.sample_rate, hop=cspec.hop, n_frames=n_frames,
+                             n_bands=cspec.n_noise_bands)
+    c["log_noise"] = jnp.log(NOISE_START * noise + 1e-5)[None]
     return c
 
 

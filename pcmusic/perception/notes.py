@@ -1,24 +1,25 @@
-"""Perceive notes: settle the note level with the controls beneath it.
+"""Perceive notes: settle the note level on the controls beneath it.
 
 After the controls of a chunk have settled (`pcmusic.perception.inference`), the
-network settles the note level and the controls together on
+network settles the note level on
 
-    E = E_sensory(x | c) + prior'(c) [+ E_up(c, upper), upper clamped]
+    E = E_below(x, c, upper)                     the settled levels below: a constant
       + E_notes(c | notes)                       `pcmusic.model.notes.energy`
       + E_prior(notes)                           `pcmusic.model.note_prior.energy`
 
-where prior' is the structural prior without its f0 smoothness: above the controls,
-the notes predict the pitch (steps at onsets, glides between notes), so the controls'
-f0 need not glide into a note from the rest before it.
+with the controls c (and a model's latents above them) clamped at their settled state,
+as the model's upper latents are settled with the controls clamped: the note level
+reads the controls' pitch, loudness and timbre (moving the controls as well would make
+every step a synthesis of the sound).
 
-starting from a proposal (`propose`): each voice's voiced frames cut into segments
-where the pitch moves away from the segment's by more than SPLIT_CENTS for
-SPLIT_FRAMES frames, or the partials' power jumps by ONSET_DB within two frames
-(glides and short pieces joined to their notes: `_segments`); each segment becomes a note whose level, timbre and decay are the least-squares fit
-of its partials. Onsets, durations, pitches, loudness and the gates (whether each
-note is there at all) then move by the energy's gradient; the notes whose gate ends
-on are the percept's notes (`records`). Chunks' notes are joined where a note runs
-across a seam (`join`).
+Notes settle starting from a proposal (`propose`): each voice's voiced frames cut into
+segments where the pitch moves away from the segment's by more than SPLIT_CENTS for
+SPLIT_FRAMES frames, or the partials' power jumps by ONSET_DB within two frames (glides
+and short pieces joined to their notes: `_segments`); each segment becomes a note whose
+level, timbre and decay are the least-squares fit of its partials. Onsets, durations,
+pitches, loudness and the gates (whether each note is there at all) then move by the
+energy's gradient; the notes whose gate ends on are the percept's notes (`records`).
+Chunks' notes are joined where a note runs across a seam (`join`).
 """
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ NOTE_LEVELS = ("notes", "note_prior")   # the energy terms the note level adds
 class NoteInference:
     """How the note level settles: n_steps of Adam at these step sizes (cosine decay):
     onsets in seconds, durations and levels in natural log units, pitch in octaves,
-    gates in logits; the controls move at `controls_scale` times perception's rates."""
+    gates in logits."""
 
     n_steps: int = 40
     lr_onset_s: float = 0.002
@@ -60,7 +61,6 @@ class NoteInference:
     lr_log2_f0: float = 0.0005
     lr_level: float = 0.05
     lr_gate: float = 0.1
-    controls_scale: float = 0.5
     spec: notes_lib.NoteSpec = notes_lib.NoteSpec()
 
 
@@ -182,46 +182,45 @@ def propose(controls: dict, *, cspec: controls_lib.ControlSpec, spec: notes_lib.
     return {k: np.asarray(v, np.float32) for k, v in notes.items()}
 
 
-def _optimizer(latents: dict, spec: NoteInference, inference) -> optax.GradientTransformation:
+def _optimizer(notes: dict, spec: NoteInference) -> optax.GradientTransformation:
+    """Adam per note parameter, for the free leaves of {"controls" (clamped), "notes"}."""
     def adam(peak):
         return optax.adam(optax.cosine_decay_schedule(peak, max(spec.n_steps, 1), alpha=0.05))
     rates = {"onset_s": spec.lr_onset_s, "log_dur": spec.lr_log_dur, "log2_f0": spec.lr_log2_f0,
              "level": spec.lr_level, "timbre": spec.lr_level, "decay": 10 * spec.lr_level,
-             "gate": spec.lr_gate, "f0": spec.controls_scale * inference.lr_f0,
-             "amp": spec.controls_scale * inference.lr_amp}
-    labels = {"controls": {k: ("f0" if k == "log2_f0" else "amp") for k in latents["controls"]},
-              "notes": {k: k for k in latents["notes"]}}
+             "gate": spec.lr_gate}
     return optax.multi_transform({name: adam(rate) for name, rate in rates.items()},
-                                 jax.tree.leaves(labels))
+                                 jax.tree.leaves({k: k for k in notes}))
 
 
 def settle_notes(audio, controls: dict, notes0: dict, upper=(), model=None, *, cspec, sspec, prior,
                  inference, note_inference: NoteInference, note_prior,
                  record_stride: int | None = None) -> pc.InferenceResult:
-    """Settle notes and controls together on clips float32 `[B, n_frames * hop]` at the
-    reference level (traceable). controls: Controls `[B, ...]` settled without notes;
-    notes0: the proposal `[B, V, max_notes]`; upper: the model's settled (z2, z3, top),
-    held fixed. Returns the `pc.InferenceResult` over {"controls", "notes"}; its aux
-    ["energies"] are (sensory, controls, [z2, z3, top,] notes, note prior) and its
-    aux["errors"] end with the note level's {"log2_f0", "log_amp"} errors (NOTE_LEVELS);
-    record_stride as in `pc.infer`."""
+    """Settle the note level on clips float32 `[B, n_frames * hop]` at the reference level
+    (traceable), the controls beneath it clamped. controls: Controls `[B, ...]` settled
+    without notes; notes0: the proposal `[B, V, max_notes]`; upper: the model's settled
+    (z2, z3, top), held fixed. Returns the `pc.InferenceResult` over {"controls",
+    "notes"}; its aux["energies"] are (sensory, controls, [z2, z3, top,] notes, note
+    prior) and its aux["errors"] end with the note level's {"log2_f0", "log_amp"} errors
+    (NOTE_LEVELS); record_stride as in `pc.infer`."""
     observed = sensory.observe(audio, sspec)
     blur0 = jnp.zeros(audio.shape[:1], jnp.float32)
-    prior = dataclasses.replace(prior, f0_slope=0.0, f0_curvature=0.0)   # the notes predict f0
     base = make_energy_fn(observed, blur0, cspec=cspec, sspec=sspec, prior=prior, inference=inference,
                           model=model)
+    # Everything below the notes is clamped: its energy is one constant of the loop.
+    e_below, below = base({"controls": controls, "upper": upper}, jnp.int32(inference.n_steps))
     nspec = note_inference.spec
 
     def fn(latents, step):
-        e, aux = base({"controls": latents["controls"], "upper": upper}, jnp.int32(inference.n_steps))
         e_notes, errors = notes_lib.energy(latents["controls"], latents["notes"], cspec=cspec, spec=nspec)
         e_prior = note_prior_lib.energy(latents["notes"], note_prior)
-        energies = jnp.concatenate([aux["energies"], jnp.stack([e_notes, e_prior])])
-        return e + e_notes + e_prior, {"energies": energies, "errors": aux["errors"] + (errors,)}
+        energies = jnp.concatenate([below["energies"], jnp.stack([e_notes, e_prior])])
+        return e_below + e_notes + e_prior, {"energies": energies, "errors": below["errors"] + (errors,)}
 
     latents = {"controls": controls, "notes": notes0}
-    return pc.infer(fn, latents, optimizer=_optimizer(latents, note_inference, inference),
-                    n_steps=note_inference.n_steps, record_stride=record_stride)
+    return pc.infer(fn, latents, optimizer=_optimizer(notes0, note_inference),
+                    clamp={"controls": True, "notes": False}, n_steps=note_inference.n_steps,
+                    record_stride=record_stride)
 
 
 @functools.partial(jax.jit, static_argnames=("cspec", "sspec", "prior", "inference", "note_inference",
