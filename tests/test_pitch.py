@@ -79,20 +79,3 @@ def test_read_amplitudes_recovers_partial_amplitudes():
     want = np.r_[0.3 / np.arange(1, 7), 0.0, 0.0]
     np.testing.assert_allclose(got[:6], want[:6], rtol=0.15)
     assert np.all(got[6:] < 0.02)
-
-
-def test_read_noise_reads_back_the_band_magnitudes_of_filtered_noise():
-    """White noise shaped by band magnitudes m (the synth's noise part) reads back as m,
-    and a pure tone's power lands in the bands around its frequency only."""
-    n_bands, hop, n_frames = 12, 128, 200
-    shape = np.linspace(0.2, 0.02, n_bands).astype(np.float32)
-    x = synth.filtered_noise(np.tile(shape, (n_frames, 1)), hop=hop, key=jax.random.key(0))
-    read = np.asarray(pitch.read_noise(x, sample_rate=16000, hop=hop, n_frames=n_frames, n_bands=n_bands))
-    assert read.shape == (n_frames, n_bands)
-    middle = np.median(read[10:-10], axis=0)                      # away from the clip's ends
-    np.testing.assert_allclose(middle[1:-1], shape[1:-1], rtol=0.12)
-    t = np.arange(16000) / 16000
-    tone = np.asarray(pitch.read_noise((0.3 * np.sin(2 * np.pi * 2000.0 * t)).astype(np.float32),
-                                       sample_rate=16000, hop=hop, n_frames=100, n_bands=n_bands))
-    loud = np.argsort(np.median(tone, axis=0))[-2:]               # 2 kHz lies between bands 2 and 3
-    assert set(loud) == {2, 3} and np.median(tone, axis=0)[6:].max() < 1e-3

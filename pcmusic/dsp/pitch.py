@@ -147,27 +147,6 @@ def read_amplitudes(audio, f0_hz: jax.Array, *, sample_rate: int, hop: int, n_ha
     return jnp.where(freqs < 0.48 * sample_rate, amp, 0.0)
 
 
-def read_noise(audio, *, sample_rate: int, hop: int, n_frames: int, n_bands: int) -> jax.Array:
-    """The band magnitudes of white noise as loud as the sound: `[n_frames, n_bands]`.
-
-    audio `[n_samples]`. Per frame of a ~64 ms Hann STFT, each band's power (bins
-    weighted by the band's triangle, bands evenly spaced 0..Nyquist as in
-    `pcmusic.dsp.synth.filtered_noise`) divided by the power a unit white noise leaves
-    in a bin, sum(w^2) / sum(w)^2: the magnitude m for which `filtered_noise` would
-    give the same power in that band. It is the noise level if all of the band were
-    noise; for a harmonic sound it is the partials' power spread over the band.
-    """
-    n_fft = int(2 ** round(np.log2(0.064 * sample_rate)))
-    power = jnp.square(spectral.magnitude(spectral.stft(jnp.asarray(audio, jnp.float32), n_fft=n_fft,
-                                                        hop=hop)))[:n_frames]
-    window = spectral.get_window("hann", n_fft).astype(np.float64)
-    unit = float(np.sum(window ** 2) / np.sum(window) ** 2)
-    position = np.linspace(0.0, n_bands - 1.0, n_fft // 2 + 1)            # band coordinate per bin
-    weights = np.maximum(0.0, 1.0 - np.abs(position[None, :] - np.arange(n_bands)[:, None]))
-    weights = (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)   # [n_bands, n_bins]
-    return jnp.sqrt(power @ jnp.asarray(weights.T) / unit)
-
-
 def propose(audio, *, sample_rate: int, hop: int, n_frames: int, n_voices: int,
             f0_min_hz: float, f0_max_hz: float) -> jax.Array:
     """Initial f0 tracks: float32 audio `[n_samples]` -> Hz `[n_voices, n_frames]`.

@@ -30,6 +30,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from pcmusic import pc
@@ -37,9 +38,6 @@ from pcmusic.dsp import pitch
 from pcmusic.model import controls as controls_lib
 from pcmusic.model import intents, priors, sensory
 from pcmusic.pc import optim
-
-
-NOISE_START = 0.03   # the noise starts 30 dB below white noise as loud as each band
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,9 +123,7 @@ def initial_controls(audio: jax.Array, *, cspec: controls_lib.ControlSpec, n_fra
     c = controls_lib.zeros(cspec, 1, n_frames)
     c["log2_f0"] = jnp.log2(f0)[None]
     c["log_amp"] = jnp.log(amps + 1e-5)[None]
-    noise = pitch.read_noise(audio, sample_rate=cspec.sample_rate, hop=cspec.hop, n_frames=n_frames,
-                             n_bands=cspec.n_noise_bands)
-    c["log_noise"] = jnp.log(NOISE_START * noise + 1e-5)[None]
+    c["log_noise"] = jnp.full_like(c["log_noise"], np.log(1e-3))
     return c
 
 
