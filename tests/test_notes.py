@@ -1,5 +1,7 @@
 """The note level: its prediction of the controls, its gradient, its priors, MIDI, and
 notes perceived from rendered melodies."""
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -42,7 +44,8 @@ def test_pitch_glides_between_notes_and_an_absent_note_predicts_nothing():
     pred = notes_lib.predict_controls(notes, 120, cspec=CSPEC, spec=SPEC)
     t = np.arange(120) / CSPEC.frame_rate_hz
     f0 = np.exp2(np.asarray(pred["log2_f0"][0, 0]))
-    mid = np.argmin(np.abs(t - 0.45))                 # halfway through the 100 ms rest
+    # halfway between the first note's end and the end of the second one's attack
+    mid = np.argmin(np.abs(t - 0.5 * (0.4 + 0.5 + notes_lib.ATTACK_S)))
     assert 250.0 < f0[mid] < 330.0                     # between the two notes
     assert abs(f0[np.argmin(np.abs(t - 0.42))] - 200.0) < 3.0   # close to a note: its pitch
     off = _notes([0.1, 0.5], [0.3, 0.3], [200.0, 400.0], [8.0, -12.0])
@@ -50,6 +53,27 @@ def test_pitch_glides_between_notes_and_an_absent_note_predicts_nothing():
     late = t > 0.55
     np.testing.assert_allclose(np.exp2(np.asarray(pred_off["log2_f0"][0, 0]))[late], 200.0, rtol=1e-3)
     assert np.all(np.asarray(pred_off["log_amp"][0, 0])[late] < controls_lib.SILENT_LOG_AMP + 0.1)
+
+
+def test_a_note_rises_over_its_attack_and_takes_the_pitch_half_way_through_it():
+    notes = _notes([0.1, 0.5], [0.4, 0.3], [200.0, 400.0], [8.0, 8.0])
+    notes = dict(notes, log_attack=notes["log_attack"].at[0, 0, 1].set(np.log(0.08)))
+    times = np.arange(0, 1.0, 0.001)
+    spec = dataclasses.replace(SPEC, edge_s=1e-4)
+    log_a = np.asarray(notes_lib.activity(notes, jnp.asarray(times, jnp.float32), spec))[0, 0, 1]
+    # a linear rise from the onset: -3 dB after one attack time, full level later
+    at = lambda s: log_a[np.argmin(np.abs(times - s))]   # noqa: E731
+    np.testing.assert_allclose(at(0.5 + 0.08), -0.5 * np.log(2.0), atol=0.02)
+    np.testing.assert_allclose(at(0.52) - at(0.51), np.log(2.0), atol=0.05)     # 10 ms -> 20 ms: x2
+    assert at(0.75) > -0.1 and at(0.49) < -8.0
+    # the first note ends at 0.5 s, the second holds its pitch from 0.58 s: the switch is between
+    pred = notes_lib.predict_controls(notes, 125, cspec=CSPEC, spec=SPEC)
+    f0 = np.exp2(np.asarray(pred["log2_f0"][0, 0]))
+    t = np.arange(125) / CSPEC.frame_rate_hz
+    assert abs(f0[np.argmin(np.abs(t - 0.51))] - 200.0) < 3.0
+    assert abs(f0[np.argmin(np.abs(t - 0.57))] - 400.0) < 6.0
+    crossing = t[np.argmax(f0 > np.sqrt(200.0 * 400.0))]          # the glide's middle
+    assert 0.53 <= crossing <= 0.55
 
 
 def test_note_energy_gradient_matches_finite_differences():
@@ -63,7 +87,8 @@ def test_note_energy_gradient_matches_finite_differences():
         return notes_lib.energy(controls, n, cspec=CSPEC, spec=SPEC)[0] + note_prior.energy(n, note_prior.flat())
 
     grads = jax.grad(energy)(guess)
-    for key, eps in [("onset_s", 1e-3), ("log_dur", 1e-3), ("log2_f0", 1e-4), ("level", 1e-3), ("gate", 1e-2)]:
+    for key, eps in [("onset_s", 1e-3), ("log_dur", 1e-3), ("log2_f0", 1e-4), ("level", 1e-3),
+                     ("log_attack", 1e-2), ("gate", 1e-2)]:
         for slot in (0, 1):
             up = dict(guess, **{key: guess[key].at[0, 0, slot].add(eps)})
             down = dict(guess, **{key: guess[key].at[0, 0, slot].add(-eps)})

@@ -58,7 +58,7 @@ def test_probe_with_a_model_records_every_level():
     r2, n_slots = NoteInference().n_steps // 5, NoteSpec().max_notes
     expected.update({"notes/step": (r2,), "notes/energy": (r2,), "notes/energies": (r2, 7),
                      "notes/level_names": (7,)})
-    for k in ("onset_s", "log_dur", "log2_f0", "level", "decay", "gate"):
+    for k in ("onset_s", "log_dur", "log2_f0", "level", "decay", "log_attack", "gate"):
         expected[f"latents/notes/{k}"] = (r2, 1, 1, n_slots)
     expected["latents/notes/timbre"] = (r2, 1, 1, n_slots, NoteSpec().n_timbre)
     for k, shape in control_shapes.items():

@@ -172,11 +172,12 @@ def tuning_log_density(log2_f0: jax.Array, prior: NotePrior) -> jax.Array:
 def energy(notes: dict, prior: NotePrior, *, overlap_sd_s: float = 0.01) -> jax.Array:
     """The notes' prior energy summed over the batch: per present note (weight sigma(gate))
     its cost and -log p_tuning of its pitch, plus a Gaussian penalty (s.d. overlap_sd_s)
-    on successive slots of a voice overlapping in time."""
+    on successive slots of a voice overlapping in time (a note's attack may sound under
+    the last note's end: the overlap counts from the end of the attack)."""
     on = jax.nn.sigmoid(notes["gate"])
     per_note = prior.note_cost - tuning_log_density(notes["log2_f0"], prior)
     end = notes["onset_s"] + jnp.exp(notes["log_dur"])
-    overlap = jax.nn.relu(end[..., :-1] - notes["onset_s"][..., 1:])
+    overlap = jax.nn.relu(end[..., :-1] - notes["onset_s"][..., 1:] - jnp.exp(notes["log_attack"][..., 1:]))
     both = on[..., :-1] * on[..., 1:]
     return jnp.sum(on * per_note) + 0.5 * jnp.sum(both * jnp.square(overlap / overlap_sd_s))
 

@@ -6,28 +6,34 @@ A `Notes` state is a dict of float32 arrays, per clip, voice and note slot
     "onset_s":   onset time in seconds from the clip's first sample
     "log_dur":   natural log of the duration in seconds
     "log2_f0":   log2 of the pitch in Hz (any tuning: no grid is built in)
-    "level":     natural log of the note's amplitude at its onset (the timbre sets
+    "level":     natural log of the note's amplitude once its attack is over (the timbre sets
                  each partial relative to it)
     "timbre":    [B, V, N, n_timbre] coefficients of the partials' log amplitudes on
                  a cosine basis over log harmonic number (`timbre_basis`)
     "decay":     amplitude decay in natural log units per second after the onset
+    "log_attack": natural log of the attack time in seconds: the note's amplitude rises
+                 from zero at its onset to its level over about this long
     "gate":      logit of the note being present: a slot whose gate is off predicts
                  nothing, so the number of notes is inferred, not fixed
 
 Prediction of the controls (`predict_controls`), differentiable in every parameter:
 note n is present at time t with the soft activity
 
-    a_n(t) = sigma((t - on_n) / w) sigma((on_n + d_n - t) / w) sigma(gate_n)
+    a_n(t) = r / sqrt(1 + r^2) sigma((on_n + d_n - t) / w) sigma(gate_n),
+    r = w softplus((t - on_n) / w) / attack_n
 
-(w = `edge_s`), and predicts the partials
+(w = `edge_s`): a linear rise from the onset that reaches -3 dB after attack_n, a soft
+offset. It predicts the partials
 
-    log A_nk(t) = level_n + timbre_n . basis_k - decay_n softplus(t - on_n)
+    log A_nk(t) = level_n + timbre_n . basis_k - decay_n w softplus((t - on_n) / w)
 
 so each voice's partial amplitudes are log(sum_n a_n A_nk + e^SILENT). Its f0 is the
 mean of the notes' pitches under a softmax over notes of -dist_n(t) / glide_s +
-GATE_WEIGHT log sigma(gate_n), dist_n(t) the distance in seconds from t to note n's
-span: inside a note its pitch, between notes a glide of width ~glide_s, in a rest the
-nearest note's pitch.
+GATE_WEIGHT log sigma(gate_n), dist_n(t) the distance in seconds from t to the span
+[on_n + attack_n, on_n + d_n] in which note n holds the pitch: inside it the note's
+pitch, between notes a glide of width ~glide_s (a note that follows another without a
+rest takes the pitch over half-way through its attack, as a sound that fades in under
+the last one's release), in a rest the nearest note's pitch.
 
 The level's energy (`energy`) is the controls' error about that prediction: f0 errors
 e (octaves) under a Student-t of scale `sigma_f0_oct` and F0_DOF degrees of freedom,
@@ -48,10 +54,11 @@ import numpy as np
 from pcmusic.errors import PcmusicError
 from pcmusic.model import controls as controls_lib
 
-NOTE_KEYS = ("onset_s", "log_dur", "log2_f0", "level", "timbre", "decay", "gate")
+NOTE_KEYS = ("onset_s", "log_dur", "log2_f0", "level", "timbre", "decay", "log_attack", "gate")
 GATE_WEIGHT = 20.0       # how hard an absent note is kept from setting the pitch
 F0_DOF = 1.0             # degrees of freedom of the f0 errors' Student-t
 GATE_ON, GATE_OFF = 4.0, -6.0   # initial logits of a proposed note and of an empty slot
+ATTACK_S = 0.01          # attack time of a note that states none (s)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +110,7 @@ def empty(batch: int, n_voices: int, spec: NoteSpec, *, end_s: float = 0.0, f0_h
             "level": jnp.full(shape, controls_lib.SILENT_LOG_AMP, jnp.float32),
             "timbre": jnp.zeros(shape + (spec.n_timbre,), jnp.float32),
             "decay": jnp.zeros(shape, jnp.float32),
+            "log_attack": jnp.full(shape, np.log(ATTACK_S), jnp.float32),
             "gate": jnp.full(shape, GATE_OFF, jnp.float32)}
 
 
@@ -119,13 +127,21 @@ def check(notes: dict, spec: NoteSpec) -> None:
             raise PcmusicError(f"notes[{key!r}] has shape {tuple(notes[key].shape)}; expected {want}")
 
 
+def _log_softplus(x: jax.Array) -> jax.Array:
+    """log(softplus(x)), exact where softplus underflows (log softplus(x) -> x)."""
+    safe = jnp.maximum(x, -20.0)
+    return jnp.where(x < -20.0, x, jnp.log(jax.nn.softplus(safe)))
+
+
 def activity(notes: dict, times_s: jax.Array, spec: NoteSpec) -> jax.Array:
     """log a_n(t): float32 `[B, V, N, T]` for frame times `[T]` (module docstring)."""
     t = times_s[None, None, None, :]
     on = notes["onset_s"][..., None]
     off = on + jnp.exp(notes["log_dur"])[..., None]
-    return (jax.nn.log_sigmoid((t - on) / spec.edge_s) + jax.nn.log_sigmoid((off - t) / spec.edge_s)
-            + jax.nn.log_sigmoid(notes["gate"])[..., None])
+    w = spec.edge_s
+    log_r = np.log(w) + _log_softplus((t - on) / w) - notes["log_attack"][..., None]
+    rise = log_r - 0.5 * jax.nn.softplus(2.0 * log_r)           # log(r / sqrt(1 + r^2))
+    return rise + jax.nn.log_sigmoid((off - t) / w) + jax.nn.log_sigmoid(notes["gate"])[..., None]
 
 
 def predict_controls(notes: dict, n_frames: int, *, cspec: controls_lib.ControlSpec,
@@ -144,7 +160,7 @@ def predict_controls(notes: dict, n_frames: int, *, cspec: controls_lib.ControlS
     on = notes["onset_s"][..., None]
     off = on + jnp.exp(notes["log_dur"])[..., None]
     t = times[None, None, None, :]
-    dist = jax.nn.relu(on - t) + jax.nn.relu(t - off)
+    dist = jax.nn.relu(on + jnp.exp(notes["log_attack"])[..., None] - t) + jax.nn.relu(t - off)
     score = -dist / spec.glide_s + GATE_WEIGHT * jax.nn.log_sigmoid(notes["gate"])[..., None]
     weights = jax.nn.softmax(score, axis=2)
     log2_f0 = jnp.sum(weights * notes["log2_f0"][..., None], axis=2)

@@ -15,10 +15,11 @@ every step a synthesis of the sound).
 Notes settle starting from a proposal (`propose`): each voice's voiced frames cut into
 segments where the pitch moves away from the segment's by more than SPLIT_CENTS for
 SPLIT_FRAMES frames, or the partials' power jumps by ONSET_DB within two frames (glides
-and short pieces joined to their notes: `_segments`); each segment becomes a note whose
-level, timbre and decay are the least-squares fit of its partials. Onsets, durations,
-pitches, loudness and the gates (whether each note is there at all) then move by the
-energy's gradient; the notes whose gate ends on are the percept's notes (`records`).
+and short pieces joined to their notes: `_segments`); each segment becomes a note whose onset
+is traced back to where its sound began (`_onsets`) and whose level, timbre and decay
+are the least-squares fit of its partials. Onsets, durations,
+pitches, attacks, loudness and the gates (whether each note is there at all) then move
+by the energy's gradient; the notes whose gate ends on are the percept's notes (`records`).
 Chunks' notes are joined where a note runs across a seam (`join`).
 """
 from __future__ import annotations
@@ -42,6 +43,8 @@ from pcmusic.perception.inference import make_energy_fn
 SPLIT_CENTS = 40.0       # a pitch this far from the segment's starts a new note ...
 SPLIT_FRAMES = 3         # ... when it holds there this many frames
 ONSET_DB = 6.0           # a rise of the partials' power this large within two frames is an onset
+RISE_DB = 40.0           # a note's attack is traced back to where its power is this far below its peak
+MAX_ATTACK_S = 0.1       # ... or at most this far back
 MIN_NOTE_S = 0.03        # settled notes shorter than this are dropped
 MIN_SEGMENT_S = 0.06     # shorter segments join the segment before them
 TRANSITION_S = 0.15      # a shorter piece between two notes whose pitch sweeps is a glide
@@ -52,14 +55,15 @@ NOTE_LEVELS = ("notes", "note_prior")   # the energy terms the note level adds
 @dataclasses.dataclass(frozen=True)
 class NoteInference:
     """How the note level settles: n_steps of Adam at these step sizes (cosine decay):
-    onsets in seconds, durations and levels in natural log units, pitch in octaves,
-    gates in logits."""
+    onsets in seconds, durations, attacks and levels in natural log units, pitch in
+    octaves, gates in logits."""
 
     n_steps: int = 40
     lr_onset_s: float = 0.002
     lr_log_dur: float = 0.02
     lr_log2_f0: float = 0.0005
     lr_level: float = 0.05
+    lr_log_attack: float = 0.05
     lr_gate: float = 0.1
     spec: notes_lib.NoteSpec = notes_lib.NoteSpec()
 
@@ -131,6 +135,38 @@ def _segments(f0_oct: np.ndarray, power_db: np.ndarray, voiced: np.ndarray, fram
     return [(a, b) for a, b, _ in out if b - a >= min_frames]
 
 
+def _onsets(segs: list[tuple[int, int]], power_db: np.ndarray, frame_rate_hz: float
+            ) -> list[tuple[float, float]]:
+    """(onset frame, attack s) of each segment `(first, stop)` of one voice: where its
+    sound began to rise, which is before its pitch or its power can be read.
+
+    A segment that follows a sounding one without a rest began where the power of their
+    crossfade is lowest within MAX_ATTACK_S before it (the last note fading, the new one
+    rising under it); one that starts from silence began where its power, traced back
+    while it falls by more than 1 dB a frame, first lies RISE_DB below the segment's
+    peak (within MAX_ATTACK_S). The attack is the time from there to the segment's first
+    frame (at least notes_lib.ATTACK_S).
+    """
+    reach = max(1, int(round(MAX_ATTACK_S * frame_rate_hz)))
+    out = []
+    for k, (a, b) in enumerate(segs):
+        lo = max(0, a - reach)
+        if k and segs[k - 1][1] == a:
+            lo = max(lo, segs[k - 1][0] + (a - segs[k - 1][0]) // 2)
+            start = lo + int(np.argmin(power_db[lo:a + 1]))
+        else:
+            if k:
+                lo = max(lo, segs[k - 1][1])
+            peak = float(np.max(power_db[a:b]))
+            start = a
+            while start > lo and power_db[start] - power_db[start - 1] > 1.0 \
+                    and power_db[start - 1] > peak - RISE_DB:
+                start -= 1
+        onset = start - 0.5
+        out.append((onset, max((a - onset) / frame_rate_hz, notes_lib.ATTACK_S)))
+    return out
+
+
 def _fit_note(log_amp: np.ndarray, times_s: np.ndarray, basis: np.ndarray, floor: float
               ) -> tuple[float, np.ndarray, float]:
     """(level, timbre `[K]`, decay) of one note's partials `[T, H]` at `times_s` (relative to
@@ -167,11 +203,12 @@ def propose(controls: dict, *, cspec: controls_lib.ControlSpec, spec: notes_lib.
     for v in range(n_voices):
         segs = _segments(f0[v], power_db[v], voiced[v], rate)
         segs = sorted(sorted(segs, key=lambda s: s[0] - s[1])[:spec.max_notes])
-        for slot, (a, b) in enumerate(segs):
-            times = (np.arange(a, b) - a) / rate
+        for slot, ((a, b), (onset, attack)) in enumerate(zip(segs, _onsets(segs, power_db[v], rate))):
+            times = (np.arange(a, b) - onset) / rate
             level, timbre, decay = _fit_note(log_amp[v, a:b], times, basis, floor)
-            notes["onset_s"][0, v, slot] = (a - 0.5) / rate
-            notes["log_dur"][0, v, slot] = np.log((b - a) / rate)
+            notes["onset_s"][0, v, slot] = onset / rate
+            notes["log_dur"][0, v, slot] = np.log((b - onset) / rate)
+            notes["log_attack"][0, v, slot] = np.log(attack)
             notes["log2_f0"][0, v, slot] = np.median(f0[v, a:b])
             notes["level"][0, v, slot] = level
             notes["timbre"][0, v, slot] = timbre
@@ -188,7 +225,7 @@ def _optimizer(notes: dict, spec: NoteInference) -> optax.GradientTransformation
         return optax.adam(optax.cosine_decay_schedule(peak, max(spec.n_steps, 1), alpha=0.05))
     rates = {"onset_s": spec.lr_onset_s, "log_dur": spec.lr_log_dur, "log2_f0": spec.lr_log2_f0,
              "level": spec.lr_level, "timbre": spec.lr_level, "decay": 10 * spec.lr_level,
-             "gate": spec.lr_gate}
+             "log_attack": spec.lr_log_attack, "gate": spec.lr_gate}
     return optax.multi_transform({name: adam(rate) for name, rate in rates.items()},
                                  jax.tree.leaves({k: k for k in notes}))
 
