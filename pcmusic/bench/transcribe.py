@@ -19,6 +19,8 @@ and its reference (NAME.ref.csv) without perceiving; another tool writes its not
 them as NAME.<tool>.csv (onset_s,offset_s,f0_hz; `experiments/anchors/basic_pitch_notes.py`
 in basic-pitch's own venv); then `PCMUSIC_BENCH_RENDERS=DIR pcmusic bench --only
 transcribe` scores pcmusic and every such tool on the same renders, in the same table.
+`PCMUSIC_BENCH_SOUNDFONT=FILE.sf2` renders with another soundfont (its name then tags the
+sets and the renders).
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ from pcmusic.data import fluid
 PROGRAMS = {"piano": 0, "guitar": 24, "violin": 40, "trumpet": 56, "clarinet": 71, "flute": 73}
 ONSET_TOLERANCE_S = 0.05
 PITCH_TOLERANCE_CENTS = 50.0
+SOUNDFONT_ENV = "PCMUSIC_BENCH_SOUNDFONT"
 
 
 def melody(rng: np.random.Generator, *, step_cents: float = 100.0) -> np.ndarray:
@@ -89,14 +92,20 @@ def score(reference: list[np.ndarray], estimate: list[np.ndarray]) -> tuple[floa
     return float(p), float(r), float(f)
 
 
+def soundfont() -> str | None:
+    """The soundfont the bench renders with: $PCMUSIC_BENCH_SOUNDFONT, else None (the first
+    GM soundfont found, TimGM6mb on Debian)."""
+    return os.environ.get(SOUNDFONT_ENV) or None
+
+
 def render(voices: list[np.ndarray], program: int, name: str, tmp: Path, *, sample_rate: int,
-            reverb: bool) -> np.ndarray:
+           reverb: bool) -> np.ndarray:
     """float32 audio of note records `voices` (per voice `[n, >=3]`) played by GM program
-    `program` with FluidSynth (TimGM6mb), via a MIDI file NAME.mid written into `tmp`."""
+    `program` with FluidSynth (`soundfont()`), via a MIDI file NAME.mid written into `tmp`."""
     from pcmusic import midi
 
     path = midi.write(tmp / f"{name}.mid", voices, overwrite=True, program=program)
-    return fluid.render_midi(path, sample_rate=sample_rate, reverb=reverb)
+    return fluid.render_midi(path, sample_rate=sample_rate, reverb=reverb, soundfont=soundfont())
 
 
 def _read_csv(path: Path) -> np.ndarray:
@@ -178,6 +187,10 @@ def benchmark_sets(*, quick: bool, per_program: int | None = None) -> list[tuple
     out.append(("two-note chords, dry, 16 kHz (n_voices=2)", 16000, False, 2,
                 [(f"chords_{name}_{i}", chords(rng(3, program, i)), program) for name, program in programs.items()
                  for i in range(per_program)]))
+    if soundfont():
+        stem = Path(soundfont()).stem
+        out = [(f"{label}, {stem}", rate, reverb, n_voices, [(f"{stem}_{name}", v, p) for name, v, p in cases])
+               for label, rate, reverb, n_voices, cases in out]
     return out
 
 
@@ -204,8 +217,8 @@ def write_renders(folder: str | Path, *, quick: bool, per_program: int | None = 
 
 def run(*, quick: bool) -> Iterator[tuple[str, list[dict]]]:
     """Tables: melodies (dry 16 kHz; reverb 44.1 kHz; 5-TET) and two-note chords."""
-    if not fluid.available():
-        yield ("transcription", [{"note": "fluidsynth or a GM soundfont missing: "
+    if not fluid.available(soundfont()):
+        yield ("transcription", [{"note": f"fluidsynth or the soundfont {soundfont() or '(GM)'} missing: "
                                           "apt-get install fluidsynth timgm6mb-soundfont"}])
         return
     try:
