@@ -13,9 +13,11 @@ T's lattice (reference C4 = 261.63 Hz), divided by the share a uniform pitch wou
 there ("enrichment"; 1 = chance). A model follows its tuning when its generations'
 enrichment for its own tuning is >= 3 and for the other < 1.2. Also reported: the median
 |heard - intended| pitch of the generated notes, notes per second and the interval
-histogram's distance (total variation over 50-cent bins) from the corpus's.
+histogram's distance (total variation over 50-cent bins) from the corpus's, beside the
+distance between the corpus and another draw of its generator (sampling noise alone).
 
     python experiments/tuning_copy_notes.py [--out runs/tuning_copy_notes] [--quick] [--force]
+        [--n-generate N]
 """
 from __future__ import annotations
 
@@ -74,13 +76,16 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="a few melodies and phrases (a smoke run)")
     parser.add_argument("--force", action="store_true")
     parser.add_argument("--window-cents", type=float, default=15.0)
+    parser.add_argument("--n-generate", type=int, default=None,
+                        help="phrases generated per tuning (default 24; --quick 2)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     if (out / "results.json").exists() and not args.force:
         print(f"{out / 'results.json'} exists; pass --force to redo", file=sys.stderr)
         return 2
     out.mkdir(parents=True, exist_ok=True)
-    n_corpus, n_generate, seconds = (3, 2, 2.0) if args.quick else (12, 8, 4.0)
+    n_corpus, n_generate, seconds = (3, 2, 2.0) if args.quick else (12, 24, 4.0)
+    n_generate = args.n_generate or n_generate
     cspec, nspec = ControlSpec(), notes_lib.NoteSpec()
     results, began = {}, time.time()
     for i, tuning in enumerate(TUNINGS):
@@ -108,13 +113,19 @@ def main(argv=None) -> int:
                                  "generated": float(np.mean([len(m.intended) / seconds for m in made]))},
             "interval_histogram_tv_distance": float(0.5 * np.abs(
                 interval_histogram(symbolic) - interval_histogram([m.intended for m in made])).sum()),
+            # the same distance between the corpus and another corpus of its generator
+            # (as many phrases as were generated): what sampling alone gives
+            "interval_histogram_tv_between_corpora": float(0.5 * np.abs(
+                interval_histogram(symbolic) - interval_histogram(corpus_phrases(
+                    jax.random.fold_in(k_corpus, 1), tuning, n=n_generate, seconds=seconds))).sum()),
         }
         r = results[tuning]
         print(f"{tuning}: generations' enrichment " + ", ".join(
             f"{t} {r['generated_heard'][t]['enrichment']:.2f}x" for t in TUNINGS)
             + f"; corpus (heard) {r['corpus_heard'][tuning]['enrichment']:.2f}x; heard-intended "
             f"{r['median_abs_heard_minus_intended_cents']:.1f} cents; notes/s {r['notes_per_second']}; "
-            f"interval TV {r['interval_histogram_tv_distance']:.2f}", flush=True)
+            f"interval TV {r['interval_histogram_tv_distance']:.2f} (corpus to corpus "
+            f"{r['interval_histogram_tv_between_corpora']:.2f})", flush=True)
     own = {t: results[t]["generated_heard"][t]["enrichment"] for t in TUNINGS}
     other = {t: max(results[t]["generated_heard"][u]["enrichment"] for u in TUNINGS if u != t) for t in TUNINGS}
     summary = {"window_cents": args.window_cents, "n_corpus": n_corpus, "n_generate": n_generate,

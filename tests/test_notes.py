@@ -132,6 +132,29 @@ def test_a_fitted_tuning_prior_learns_the_lattice_of_its_data(step_cents):
     assert np.all(np.diff(phrase[:, 0]) > 0) and np.all(phrase[:, 1] > phrase[:, 0])
 
 
+@pytest.mark.parametrize("articulation", [0.85, 0.3])
+def test_a_fitted_rhythm_prior_learns_rests_and_tempo_and_samples_at_the_corpus_rate(articulation):
+    rng = np.random.default_rng(1)
+    corpus, seconds = [], 6.0
+    for _ in range(40):
+        ioi = np.exp(np.log(0.3) + 0.1 * rng.standard_normal(40))
+        rest = rng.uniform(size=40) < 0.2
+        rest[0] = False
+        onsets = np.cumsum(ioi + rest * ioi) - ioi[0]      # a rest: the note one interval later
+        keep = onsets < seconds - 0.3
+        onsets, ioi = onsets[keep], ioi[keep]
+        corpus.append(np.stack([onsets, onsets + articulation * ioi, np.full(onsets.shape, 330.0),
+                                np.full(onsets.shape, -20.0)], axis=1))
+    prior = note_prior.fit(corpus)
+    assert float(prior.rest_prob) == pytest.approx(0.2, abs=0.06)
+    assert float(np.exp(prior.log_ioi_mean)) == pytest.approx(0.3, rel=0.1)
+    assert float(prior.articulation) == pytest.approx(articulation, abs=0.05)
+    rate = np.mean([len(p) / seconds for p in corpus])
+    made = [note_prior.sample_phrase(k, prior, prior.intent_mean, seconds=seconds)
+            for k in jax.random.split(jax.random.key(2), 20)]
+    assert np.mean([len(p) / seconds for p in made]) == pytest.approx(rate, rel=0.15)
+
+
 def test_the_flat_prior_prefers_no_pitch_and_fit_refuses_too_little():
     flat = note_prior.flat()
     d = np.asarray(note_prior.tuning_log_density(jnp.linspace(7.0, 9.0, 97), flat))

@@ -13,8 +13,10 @@ to nothing is flat (eps = 1). Its energy per present note is -log p_tuning(log2 
 linearly interpolated so that it has a gradient in the pitch.
 
 Above it, the phrase prior: successive intervals (a smoothed histogram over cents,
-INTERVAL_RANGE_CENTS either way), inter-onset intervals (log-normal), articulation
-(duration / inter-onset interval), the chance of a rest before a note, and loudness.
+INTERVAL_RANGE_CENTS either way), inter-onset intervals between notes played in turn
+(log-normal), articulation (duration / inter-onset interval), the chance of a rest
+before a note (a silence longer than the corpus's median gap by half its median
+inter-onset interval, and at least REST_GAP_S), and loudness.
 The intent of a phrase is its register (mean log2 f0), tempo (mean log inter-onset
 interval) and level: a Gaussian over the training phrases' intents. `sample_phrase`
 clamps an intent and draws a phrase: each pitch from the product of the interval,
@@ -36,7 +38,7 @@ from pcmusic.errors import PcmusicError
 NOTE_COLUMNS = ("onset_s", "offset_s", "f0_hz", "loudness_db", "confidence")
 TUNING_BINS = 1200            # bins per period (1 cent for an octave)
 INTERVAL_RANGE_CENTS = 2400   # intervals beyond two octaves are not modelled
-REST_GAP_S = 0.05             # a gap this long between offset and next onset is a rest
+REST_GAP_S = 0.05             # a rest is at least this long (see `fit`)
 NOTE_COST = 3.0               # nats per present note: a note must explain this much
 
 
@@ -135,25 +137,30 @@ def fit(phrases: Sequence, *, period_oct: float = 1.0, smooth_cents: float = 6.0
     ihist = (1 - floor) * ihist / ihist.sum() + floor / ihist.size
     iois, gaps, arts = [], [], []
     for a in phrases:
-        if a.shape[0] > 1:
-            ioi = np.diff(a[:, 0])
-            ok = ioi > 1e-3
-            iois.append(ioi[ok])
-            arts.append(((a[:-1, 1] - a[:-1, 0])[ok] / ioi[ok]))
-            gaps.append(a[1:, 0] - a[:-1, 1])
-    iois = np.concatenate(iois) if iois else np.asarray([0.4])
-    log_ioi = np.log(np.maximum(iois, 1e-3))
-    gaps = np.concatenate(gaps) if gaps else np.zeros(1)
+        ioi = np.diff(a[:, 0])
+        ok = ioi > 1e-3
+        iois.append(ioi[ok])
+        gaps.append((a[1:, 0] - a[:-1, 1])[ok])
+        arts.append((a[:-1, 1] - a[:-1, 0])[ok] / ioi[ok])
+    all_iois, all_gaps = np.concatenate(iois), np.concatenate(gaps)
+    # A rest is a silence longer than the usual gap between notes by half a usual
+    # inter-onset interval: the sampler's rest (the next note one interval later).
+    rest_gap = (max(float(np.median(all_gaps)), 0.0) + 0.5 * float(np.median(all_iois))
+                if all_iois.size else np.inf)
+    rests = [np.maximum(g, 0.0) > max(rest_gap, REST_GAP_S) for g in gaps]
+    played = [i[~r] for i, r in zip(iois, rests)]
+    log_ioi = np.log(np.maximum(np.concatenate(played), 1e-3)) if sum(p.size for p in played) else np.log([0.4])
+    arts = np.concatenate([a[~r] for a, r in zip(arts, rests)])
     intents = np.asarray([[np.mean(np.log2(a[:, 2])),
-                           np.mean(np.log(np.maximum(np.diff(a[:, 0]), 1e-3))) if a.shape[0] > 1 else log_ioi.mean(),
-                           np.mean(a[:, 3])] for a in phrases if a.shape[0]])
+                           np.mean(np.log(np.maximum(p, 1e-3))) if p.size else log_ioi.mean(),
+                           np.mean(a[:, 3])] for a, p in zip(phrases, played) if a.shape[0]])
     spread = np.concatenate([np.log2(a[:, 2]) - np.mean(np.log2(a[:, 2])) for a in phrases if a.shape[0]])
     f = np.float32
     return NotePrior(tuning=jnp.asarray(tuning, jnp.float32), period_oct=f(period_oct),
                      interval=jnp.asarray(np.log(ihist), jnp.float32),
                      log_ioi_mean=f(log_ioi.mean()), log_ioi_sd=f(max(log_ioi.std(), 0.05)),
-                     articulation=f(np.clip(np.mean(np.concatenate(arts)) if arts else 0.9, 0.1, 1.0)),
-                     rest_prob=f(np.mean(gaps > REST_GAP_S)),
+                     articulation=f(np.clip(np.mean(arts) if arts.size else 0.9, 0.1, 1.0)),
+                     rest_prob=f(np.mean(np.concatenate(rests)) if all_iois.size else 0.1),
                      intent_mean=jnp.asarray(intents.mean(axis=0), jnp.float32),
                      intent_sd=jnp.asarray(np.maximum(intents.std(axis=0), [0.05, 0.05, 1.0]), jnp.float32),
                      register_sd=f(max(spread.std(), 0.05)), note_cost=f(NOTE_COST))
