@@ -40,6 +40,25 @@ def test_synthetic_tone_f0_within_a_few_cents_and_energy_falls(f0_hz, seed):
     assert p.energy[-20:].max() <= p.energy[-20] + 1e-3 * abs(p.energy[-20])
 
 
+def _spectrum_tone(f0_hz, levels_db, seconds=0.8, seed=1):
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    audio = sum(0.2 * 10 ** (db / 20) * np.sin(2 * np.pi * k * f0_hz * t + rng.uniform(0, 6.3))
+                for k, db in enumerate(levels_db, start=1))
+    return (audio + 1e-3 * rng.normal(size=t.shape)).astype(np.float32)
+
+
+@pytest.mark.parametrize("f0_hz, levels_db", [
+    (196.0, [-19, 0, -10, -21, -14, -28, -24, -27]),   # second partial loudest (a bowed low string)
+    (220.0, [-25, 0, -6, -12, -9, -20, -15, -22]),
+    (392.0, [0, -6, -10, -14, -18, -22, -26, -30]),    # an ordinary tone: no octave down
+    (196.0, [0, -40, -8, -40, -12, -40, -16, -40]),    # odd partials only (a clarinet)
+])
+def test_a_tone_is_heard_at_its_fundamental_whichever_partial_is_loudest(f0_hz, levels_db):
+    p = perceive(_spectrum_tone(f0_hz, levels_db), SR, notes=False)
+    assert abs(np.median(_cents(p, f0_hz))) < 10.0
+
+
 def test_level_invariance_and_other_sample_rates():
     quiet = perceive(0.01 * _tone(311.1, seed=3), SR)
     loud = perceive(_tone(311.1, seed=3), SR)

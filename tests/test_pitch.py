@@ -79,3 +79,15 @@ def test_read_amplitudes_recovers_partial_amplitudes():
     want = np.r_[0.3 / np.arange(1, 7), 0.0, 0.0]
     np.testing.assert_allclose(got[:6], want[:6], rtol=0.15)
     assert np.all(got[6:] < 0.02)
+
+
+def test_odd_partials_of_the_octave_below_stand_out_only_where_they_sound():
+    n = 60
+    rng = np.random.default_rng(0)
+    noise = 1e-3 * rng.normal(size=n * HOP).astype(np.float32)
+    upper = _tone(400.0, n, n_harmonics=10) + noise                  # partials at 400 k only
+    both = upper + 0.3 * _tone(200.0, n, n_harmonics=19)             # and at 200 (2j + 1)
+    f0 = jnp.full((1, n), 400.0)
+    alone = np.median(np.asarray(pitch.odd_partial_prominence_db(upper, f0, sample_rate=SR, hop=HOP))[0, 10:50])
+    with_odd = np.median(np.asarray(pitch.odd_partial_prominence_db(both, f0, sample_rate=SR, hop=HOP))[0, 10:50])
+    assert alone < 6.0 and with_odd > 20.0

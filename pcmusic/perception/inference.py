@@ -8,7 +8,8 @@ reference level, `pcmusic.model.sensory.normalise`), minimise
       + E_up(c, z2, z3, top)                        with a model (`AudioModel.upper_energy`)
 
 over the controls c and, with a model, the latents above them. Inference starts from
-the fixed pitch proposal (`pcmusic.dsp.pitch`) and, with a model, the upper latents
+the fixed pitch proposal (`pcmusic.dsp.pitch`, each voice moved an octave down where
+that halves the sensory error: `choose_octaves`) and, with a model, the upper latents
 settled on it (`settle_upper`: the top shot through the top-down maps, then z2, z3, top
 settled with the controls clamped); then Adam runs on everything with a coarse-to-fine
 schedule: the sensory error is blurred along frequency by a Gaussian whose width starts
@@ -127,6 +128,73 @@ def initial_controls(audio: jax.Array, *, cspec: controls_lib.ControlSpec, n_fra
     return c
 
 
+SUB_OCTAVE_GAIN = 0.5     # a voice drops an octave where that halves the sensory error ...
+SUB_OCTAVE_WINDOW = 9     # ... summed over this many control frames around the frame ...
+SUB_OCTAVE_PEAK_DB = 10.0 # ... the new partials stand this far out of the spectrum ...
+SUB_OCTAVE_SHARE_DB = -20.0   # ... and hold at least this share of the partials' power
+
+
+def choose_octaves(audio: jax.Array, controls: dict, observed: tuple, *, cspec, sspec) -> dict:
+    """The proposal with each voice moved an octave down where the energy says so.
+
+    A harmonic-sum proposal may take a tone whose second partial is its loudest for the
+    octave above (its odd partials then have no voice), and gradient descent cannot
+    cross an octave. Per voice, in turn: the controls with that voice an octave down
+    (partial amplitudes read off the spectrum at the new partials) are compared with the
+    current ones by their sensory error, frame by frame (the resolution whose hop is
+    nearest the control hop; summed over SUB_OCTAVE_WINDOW frames); a frame takes the
+    lower octave where that error is at most SUB_OCTAVE_GAIN times the current one and
+    the partials only the lower octave has stand SUB_OCTAVE_PEAK_DB out of the spectrum
+    (`pitch.odd_partial_prominence_db`) and hold SUB_OCTAVE_SHARE_DB of the power of all
+    its partials (medians over the window's frames; the log-spectral error alone weighs a
+    partial 50 dB down as much as the loudest), and the pitch stays above f0_min_hz. The lower octave can also explain every partial of the higher
+    one, and its extra partials soak up noise between them (a bowed or blown tone) or a
+    note ringing on under the next: it must pay for itself with partials of its own. audio `[B, n_samples]`, controls `[B, ...]`, observed =
+    `sensory.observe(audio)`; traceable.
+    """
+    hops = [n // 4 for n in sspec.resolutions]
+    r = int(np.argmin([abs(h - cspec.hop) for h in hops]))
+    n_frames = controls["log2_f0"].shape[-1]
+    rows = np.minimum(np.round(np.arange(n_frames) * cspec.hop / hops[r]).astype(np.int32),
+                      observed[r].shape[1] - 1)
+    kernel = jnp.ones(SUB_OCTAVE_WINDOW, jnp.float32)
+
+    def frame_error(c):                                     # [B, n_frames], windowed
+        predicted = sensory.predict(c, cspec, sspec)[r]
+        e = jnp.sum(jnp.square(observed[r] - predicted), axis=-1)[:, rows]
+        return jax.vmap(lambda row: jnp.convolve(row, kernel, mode="same"))(e)
+
+    def read(x, f0):                                        # [n_samples], [V, F] -> [V, F, H]
+        return pitch.read_amplitudes(x, f0, sample_rate=cspec.sample_rate, hop=cspec.hop,
+                                     n_harmonics=cspec.n_harmonics) / cspec.n_voices
+
+    def windowed_median(p):                                 # [B, F] -> [B, F]
+        half = SUB_OCTAVE_WINDOW // 2
+        padded = jnp.pad(p, ((0, 0), (half, half)), mode="edge")
+        windows = jnp.stack([padded[:, i:i + n_frames] for i in range(SUB_OCTAVE_WINDOW)], axis=-1)
+        return jnp.median(windows, axis=-1)
+
+    def prominence(x, f0):                                  # [n_samples], [V, F] -> [V, F]
+        return pitch.odd_partial_prominence_db(x, f0, sample_rate=cspec.sample_rate, hop=cspec.hop)
+
+    c = controls
+    for v in range(cspec.n_voices):
+        lower = c["log2_f0"].at[:, v].add(-1.0)
+        amps = jax.vmap(read)(audio, jnp.exp2(lower))
+        candidate = dict(c, log2_f0=lower, log_amp=c["log_amp"].at[:, v].set(jnp.log(amps[:, v] + 1e-5)))
+        peaks = windowed_median(jax.vmap(prominence)(audio, jnp.exp2(c["log2_f0"]))[:, v])   # [B, F]
+        power = jnp.square(amps[:, v])                                               # [B, F, H]
+        share = windowed_median(10.0 * jnp.log10((jnp.sum(power[..., 0::2], -1) + 1e-12)
+                                                 / (jnp.sum(power, -1) + 1e-12)))
+        take = ((frame_error(candidate) <= SUB_OCTAVE_GAIN * frame_error(c))
+                & (peaks >= SUB_OCTAVE_PEAK_DB) & (share >= SUB_OCTAVE_SHARE_DB)
+                & (lower[:, v] >= np.log2(cspec.f0_min_hz)))                        # [B, F]
+        c = dict(c, log2_f0=c["log2_f0"].at[:, v].set(jnp.where(take, lower[:, v], c["log2_f0"][:, v])),
+                 log_amp=c["log_amp"].at[:, v].set(jnp.where(take[..., None], candidate["log_amp"][:, v],
+                                                             c["log_amp"][:, v])))
+    return c
+
+
 def resolve_specs(*, model=None, n_voices: int = 1, cspec=None, sspec=None, prior=None,
                   inference=None) -> tuple:
     """(cspec, sspec, prior, inference): the model's control and sensory specs where a model
@@ -204,8 +272,9 @@ def settle(audio, *, inference: InferenceSpec, model=None, cspec=None, sspec=Non
     n_frames = audio.shape[-1] // cspec.hop
     c = jax.vmap(lambda x: initial_controls(x, cspec=cspec, n_frames=n_frames))(audio)
     c = jax.tree.map(lambda a: a[:, 0], c)   # drop the per-clip batch axis of 1
-    c = dict(c, log2_f0=c["log2_f0"] + shift)
     observed = sensory.observe(audio, sspec)
+    c = choose_octaves(audio, c, observed, cspec=cspec, sspec=sspec)
+    c = dict(c, log2_f0=c["log2_f0"] + shift)
     blur0 = sensory.initial_blur_hz(c, inference.blur)
     upper = () if model is None else settle_upper(model, c, inference)
     latents = {"controls": c, "upper": upper}
