@@ -9,7 +9,8 @@ reference level, `pcmusic.model.sensory.normalise`), minimise
 
 over the controls c and, with a model, the latents above them. Inference starts from
 the fixed pitch proposal (`pcmusic.dsp.pitch`, each voice moved an octave down where
-that halves the sensory error: `choose_octaves`) and, with a model, the upper latents
+that halves the sensory error with partials of its own: `choose_octaves`) and, with a
+model, the upper latents
 settled on it (`settle_upper`: the top shot through the top-down maps, then z2, z3, top
 settled with the controls clamped); then Adam runs on everything with a coarse-to-fine
 schedule: the sensory error is blurred along frequency by a Gaussian whose width starts
@@ -39,6 +40,11 @@ from pcmusic.dsp import pitch
 from pcmusic.model import controls as controls_lib
 from pcmusic.model import intents, priors, sensory
 from pcmusic.pc import optim
+
+SUB_OCTAVE_GAIN = 0.5        # a voice drops an octave where that halves the sensory error ...
+SUB_OCTAVE_WINDOW = 9        # ... summed over this many control frames around the frame ...
+SUB_OCTAVE_PEAK_DB = 10.0    # ... its new partials stand this far out of the spectrum ...
+SUB_OCTAVE_SHARE_DB = -20.0  # ... and hold at least this share of its partials' power
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,12 +134,6 @@ def initial_controls(audio: jax.Array, *, cspec: controls_lib.ControlSpec, n_fra
     return c
 
 
-SUB_OCTAVE_GAIN = 0.5     # a voice drops an octave where that halves the sensory error ...
-SUB_OCTAVE_WINDOW = 9     # ... summed over this many control frames around the frame ...
-SUB_OCTAVE_PEAK_DB = 10.0 # ... the new partials stand this far out of the spectrum ...
-SUB_OCTAVE_SHARE_DB = -20.0   # ... and hold at least this share of the partials' power
-
-
 def choose_octaves(audio: jax.Array, controls: dict, observed: tuple, *, cspec, sspec) -> dict:
     """The proposal with each voice moved an octave down where the energy says so.
 
@@ -142,15 +142,17 @@ def choose_octaves(audio: jax.Array, controls: dict, observed: tuple, *, cspec, 
     cross an octave. Per voice, in turn: the controls with that voice an octave down
     (partial amplitudes read off the spectrum at the new partials) are compared with the
     current ones by their sensory error, frame by frame (the resolution whose hop is
-    nearest the control hop; summed over SUB_OCTAVE_WINDOW frames); a frame takes the
-    lower octave where that error is at most SUB_OCTAVE_GAIN times the current one and
-    the partials only the lower octave has stand SUB_OCTAVE_PEAK_DB out of the spectrum
+    nearest the control hop, summed over SUB_OCTAVE_WINDOW frames). A frame takes the
+    lower octave where that error is at most SUB_OCTAVE_GAIN times the current one, the
+    partials only the lower octave has stand SUB_OCTAVE_PEAK_DB out of the spectrum
     (`pitch.odd_partial_prominence_db`) and hold SUB_OCTAVE_SHARE_DB of the power of all
-    its partials (medians over the window's frames; the log-spectral error alone weighs a
-    partial 50 dB down as much as the loudest), and the pitch stays above f0_min_hz. The lower octave can also explain every partial of the higher
-    one, and its extra partials soak up noise between them (a bowed or blown tone) or a
-    note ringing on under the next: it must pay for itself with partials of its own. audio `[B, n_samples]`, controls `[B, ...]`, observed =
-    `sensory.observe(audio)`; traceable.
+    its partials (both medians over the window), and the pitch stays above f0_min_hz.
+    The lower octave can explain every partial of the higher one, and its extra partials
+    soak up noise between them (a bowed or blown tone), faint artefacts far below the
+    tone (the log-spectral error weighs a partial 50 dB down as much as the loudest) or
+    a note ringing on under the next: it must pay for itself with partials of its own.
+    audio `[B, n_samples]`, controls `[B, ...]`, observed = `sensory.observe(audio)`;
+    traceable.
     """
     hops = [n // 4 for n in sspec.resolutions]
     r = int(np.argmin([abs(h - cspec.hop) for h in hops]))

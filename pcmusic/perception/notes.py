@@ -15,11 +15,11 @@ every step a synthesis of the sound).
 Notes settle starting from a proposal (`propose`): each voice's voiced frames cut into
 segments where the pitch moves away from the segment's by more than SPLIT_CENTS for
 SPLIT_FRAMES frames, or the partials' power jumps by ONSET_DB within two frames (glides
-and short pieces joined to their notes: `_segments`); each segment becomes a note whose onset
-is traced back to where its sound began (`_onsets`) and whose level, timbre and decay
-are the least-squares fit of its partials. Onsets, durations,
-pitches, attacks, loudness and the gates (whether each note is there at all) then move
-by the energy's gradient; the notes whose gate ends on are the percept's notes (`records`).
+and short pieces joined to their notes: `_segments`); each segment becomes a note whose
+onset is traced back to where its sound began (`_onsets`) and whose level, timbre and
+decay are the least-squares fit of its partials. Onsets, durations, pitches, attacks,
+loudness and the gates (whether each note is there at all) then move by the energy's
+gradient; the notes whose gate ends on are the percept's notes (`records`).
 Chunks' notes are joined where a note runs across a seam (`join`).
 """
 from __future__ import annotations
@@ -142,10 +142,10 @@ def _onsets(segs: list[tuple[int, int]], power_db: np.ndarray, frame_rate_hz: fl
 
     A segment that follows a sounding one without a rest began where the power of their
     crossfade is lowest within MAX_ATTACK_S before it (the last note fading, the new one
-    rising under it); one that starts from silence began where its power, traced back
-    while it falls by more than 1 dB a frame, first lies RISE_DB below the segment's
-    peak (within MAX_ATTACK_S). The attack is the time from there to the segment's first
-    frame (at least notes_lib.ATTACK_S).
+    rising under it); one that starts from silence began at the earliest frame reached by
+    tracing its power back while it falls by more than 1 dB a frame and stays within
+    RISE_DB of the segment's peak (at most MAX_ATTACK_S back). The attack is the time
+    from there to the segment's first frame (at least notes_lib.ATTACK_S).
     """
     reach = max(1, int(round(MAX_ATTACK_S * frame_rate_hz)))
     out = []
