@@ -71,6 +71,37 @@ def test_second_voice_is_found_after_explaining_away():
         assert np.min(np.abs(1200 * np.log2(found / ref))) < 30
 
 
+@pytest.mark.parametrize("low_hz, ratio", [(196.0, 2.0), (110.0, 2.0), (130.8, 3.0), (220.0, 1.5)])
+def test_a_note_whose_partials_all_lie_on_the_lower_notes_is_still_found(low_hz, ratio):
+    # An octave or a twelfth above: every partial of the upper note is one of the
+    # lower's, so zeroing the lower's partials would leave it nothing.
+    n = 40
+    noise = 1e-3 * np.random.default_rng(0).normal(size=n * HOP).astype(np.float32)
+    audio = _tone(low_hz, n) + 0.7 * _tone(low_hz * ratio, n) + noise
+    f0 = np.asarray(pitch.propose(audio, sample_rate=SR, hop=HOP, n_frames=n, n_voices=2,
+                                  f0_min_hz=40.0, f0_max_hz=2000.0))
+    found = np.median(f0[:, 10:30], axis=1)
+    for ref in (low_hz, low_hz * ratio):
+        assert np.min(np.abs(1200 * np.log2(found / ref))) < 30, found
+
+
+def test_cancelling_a_voice_keeps_only_what_stands_out_of_its_smooth_envelope():
+    n_fft, f0 = 1024, 250.0
+    bins = n_fft // 2 + 1
+    spectrum = np.zeros((1, bins), np.float32)
+    at = [int(round(k * f0 * n_fft / SR)) for k in range(1, 9)]        # exact bins: 250 Hz = 16 bins
+    spectrum[0, at] = 1.0
+    spectrum[0, at[3]] = 2.5                                            # partial 4 shared with another note
+    spectrum[0, 100] = 0.7                                              # between partials 6 and 7: not the voice's
+    out = np.asarray(pitch.cancel_partials(jnp.asarray(spectrum), jnp.full((1,), f0), sample_rate=SR))
+    own = [0, 1, 2, 4, 6]                                               # partials whose neighbours are 1, 1
+    np.testing.assert_allclose(out[0, [at[i] for i in own]], 0.0, atol=1e-6)
+    np.testing.assert_allclose(out[0, at[3]], 2.5 - 1.5, rtol=1e-5)     # mean(1, 2.5, 1) = 1.5 is the voice's
+    assert out[0, 100] == pytest.approx(0.7)
+    # The last partial's upper neighbour (partial 9) is silent: its share is mean(1, 1, 0).
+    assert out[0, at[7]] == pytest.approx(1.0 - 2.0 / 3.0, rel=1e-5)
+
+
 def test_read_amplitudes_recovers_partial_amplitudes():
     n = 40
     audio = _tone(300.0, n, n_harmonics=6, slope=1.0)

@@ -8,8 +8,9 @@ iterative inference on the energy refines them. This encoder needs no training:
      a = 52 Hz, b = 320 Hz, magnitude compression |X|^(2 * 0.33));
   2. a track per voice by dynamic programming over the grid with a cost per
      semitone jumped (an L1 distance transform keeps it linear in the grid size);
-  3. further voices from the salience left after the partials of the voices already
-     found are removed (explaining away);
+  3. further voices from the salience left after each voice already found has taken
+     its share of its partials (explaining away with spectral smoothness, so a note an
+     octave or a fifth above keeps the partials it shares);
   4. partial amplitudes read off the spectrum at the partials' bins.
 It proposes; the oscillator-bank energy decides (see `pcmusic.perceive`).
 """
@@ -29,6 +30,8 @@ COMPRESSION = 0.66   # |X|^(2 nu), nu = 0.33 (Klapuri's spectral whitening expon
 MAX_HARMONICS = 20
 JUMP_COST_PER_SEMITONE = 0.5
 SALIENCE_FLOOR = 1e-3
+PARTIAL_WIDTH = 0.03        # a partial's region, relative to its frequency (inharmonicity, vibrato)
+EXCLUDE_CENTS = 60.0        # a further voice keeps this far from the voices already found
 
 
 def analysis_fft_size(sample_rate: int) -> int:
@@ -113,20 +116,34 @@ def track(sal: jax.Array, *, jump_cost_per_semitone: float = JUMP_COST_PER_SEMIT
     return jnp.concatenate([path, last[None]])
 
 
-def remove_partials(spectrum: jax.Array, f0_hz: jax.Array, *, sample_rate: int,
-                    width: float = 0.03) -> jax.Array:
-    """Zero the bins within +-width (relative) of every partial k * f0 (explaining away).
+def cancel_partials(spectrum: jax.Array, f0_hz: jax.Array, *, sample_rate: int,
+                    width: float = PARTIAL_WIDTH) -> jax.Array:
+    """Remove a found voice's share of every partial k * f0 (explaining away).
 
-    spectrum `[n_frames, bins]`, f0_hz `[n_frames]` -> `[n_frames, bins]`.
+    Spectral smoothness (Klapuri 2003, "Multiple fundamental frequency estimation based
+    on harmonicity and spectral smoothness", IEEE TSAP 11(6)): the voice's partial
+    amplitudes A_k are the spectrum's peaks within +-width (relative; at least 1.5 bins,
+    so a low partial's main lobe counts) of k * f0; its own share of each is taken to
+    be S_k = min(A_k, mean(A_{k-1}, A_k, A_{k+1})), and the bins of partial k are scaled
+    by 1 - S_k / A_k. A partial another note shares (an octave, a fifth above) stands
+    out of the voice's smooth envelope and keeps its excess; a partial of the voice
+    alone goes. spectrum `[n_frames, bins]` (non-negative), f0_hz `[n_frames]` ->
+    `[n_frames, bins]`.
     """
     n_fft = 2 * (spectrum.shape[-1] - 1)
     bin_hz = jnp.arange(spectrum.shape[-1], dtype=jnp.float32) * jnp.float32(sample_rate / n_fft)
-    ratio = bin_hz[None, :] / f0_hz[:, None]
-    k = jnp.round(ratio)
-    # Half a bin either side at least, so a low partial's main lobe goes too.
-    tolerance = jnp.maximum(width * k, 1.5 * sample_rate / n_fft / f0_hz[:, None])
-    near = (k >= 1) & (jnp.abs(ratio - k) <= tolerance)
-    return jnp.where(near, 0.0, spectrum)
+    ratio = bin_hz[None, :] / f0_hz[:, None]                                          # [F, B]
+    k = jnp.arange(1, MAX_HARMONICS + 1, dtype=jnp.float32)                            # [K]
+    tolerance = jnp.maximum(width * k[None, :], 1.5 * sample_rate / n_fft / f0_hz[:, None])   # [F, K]
+    region = jnp.abs(ratio[:, None, :] - k[None, :, None]) <= tolerance[..., None]    # [F, K, B]
+    valid = k[None, :] * f0_hz[:, None] < 0.5 * sample_rate                           # [F, K]
+    amps = jnp.where(valid, jnp.max(jnp.where(region, spectrum[:, None, :], 0.0), axis=-1), 0.0)
+    counts = valid.astype(jnp.float32)
+    padded_a, padded_c = (jnp.pad(a, ((0, 0), (1, 1))) for a in (amps, counts))
+    mean = ((padded_a[:, :-2] + padded_a[:, 1:-1] + padded_a[:, 2:])
+            / jnp.maximum(padded_c[:, :-2] + padded_c[:, 1:-1] + padded_c[:, 2:], 1.0))
+    keep = jnp.where(amps > 0, 1.0 - jnp.minimum(amps, mean) / jnp.maximum(amps, 1e-12), 1.0)   # [F, K]
+    return spectrum * jnp.min(jnp.where(region, keep[..., None], 1.0), axis=1)
 
 
 def read_amplitudes(audio, f0_hz: jax.Array, *, sample_rate: int, hop: int, n_harmonics: int) -> jax.Array:
@@ -181,14 +198,21 @@ def propose(audio, *, sample_rate: int, hop: int, n_frames: int, n_voices: int,
             f0_min_hz: float, f0_max_hz: float) -> jax.Array:
     """Initial f0 tracks: float32 audio `[n_samples]` -> Hz `[n_voices, n_frames]`.
 
-    Voice v is the best track through the salience left once voices < v are
-    explained away. Traceable (jit with the keyword arguments static).
+    Voice v is the best track through the salience left once voices < v are explained
+    away (`cancel_partials`), at least EXCLUDE_CENTS from each of them in every frame.
+    Traceable (jit with the keyword arguments static).
     """
     grid = f0_grid(f0_min_hz, f0_max_hz)
+    log2_grid = jnp.log2(jnp.asarray(grid))
     spectrum = compressed_spectrum(audio, sample_rate=sample_rate, hop=hop, n_frames=n_frames)
     tracks = []
-    for _ in range(n_voices):
-        f0 = jnp.asarray(grid)[track(salience(spectrum, grid, sample_rate=sample_rate))]
+    for v in range(n_voices):
+        sal = salience(spectrum, grid, sample_rate=sample_rate)
+        for f0 in tracks:
+            near = 1200 * jnp.abs(log2_grid[None, :] - jnp.log2(f0)[:, None]) < EXCLUDE_CENTS
+            sal = jnp.where(near, 0.0, sal)
+        f0 = jnp.asarray(grid)[track(sal)]
         tracks.append(f0)
-        spectrum = remove_partials(spectrum, f0, sample_rate=sample_rate)
+        if v + 1 < n_voices:
+            spectrum = cancel_partials(spectrum, f0, sample_rate=sample_rate)
     return jnp.stack(tracks)
