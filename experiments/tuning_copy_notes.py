@@ -65,8 +65,11 @@ def enrichment(f0_hz: np.ndarray, *, window_cents: float) -> dict:
 
 
 def interval_histogram(phrase_list) -> np.ndarray:
+    """Shares of successive intervals in 50-cent bins centred on multiples of 50 cents
+    (-1200..1200, wider steps in the end bins): a repeated note or a 12-TET step drawn a
+    cent either side of its lattice value stays in its bin."""
     steps = np.concatenate([np.diff(1200 * np.log2(p[:, 2])) for p in phrase_list if len(p) > 1] or [[]])
-    hist, _ = np.histogram(np.clip(steps, -1200, 1199), bins=np.arange(-1200, 1201, 50))
+    hist, _ = np.histogram(np.clip(steps, -1225, 1224), bins=np.arange(-1225, 1226, 50))
     return hist / max(hist.sum(), 1)
 
 
