@@ -85,6 +85,21 @@ def test_a_note_whose_partials_all_lie_on_the_lower_notes_is_still_found(low_hz,
         assert np.min(np.abs(1200 * np.log2(found / ref))) < 30, found
 
 
+@pytest.mark.parametrize("chord_hz", [(116.5, 138.6, 174.6), (110.0, 165.0, 220.0)])
+def test_a_voice_taken_for_several_notes_gives_way_to_them(chord_hz):
+    # Picked greedily, the first voice is a sub-harmonic that explains two notes at once
+    # (58 Hz under Bb2 and F3; 55 Hz under A2, E3, A3); picked again with the others
+    # explained away, every note has its voice.
+    n = 40
+    noise = 1e-3 * np.random.default_rng(0).normal(size=n * HOP).astype(np.float32)
+    audio = sum(_tone(f, n) for f in chord_hz) + noise
+    f0 = np.asarray(pitch.propose(audio, sample_rate=SR, hop=HOP, n_frames=n, n_voices=3,
+                                  f0_min_hz=30.0, f0_max_hz=2500.0))
+    found = np.median(f0[:, 10:30], axis=1)
+    for ref in chord_hz:
+        assert np.min(np.abs(1200 * np.log2(found / ref))) < 30, found
+
+
 def test_cancelling_a_voice_keeps_only_what_stands_out_of_its_smooth_envelope():
     n_fft, f0 = 1024, 250.0
     bins = n_fft // 2 + 1

@@ -10,7 +10,8 @@ iterative inference on the energy refines them. This encoder needs no training:
      semitone jumped (an L1 distance transform keeps it linear in the grid size);
   3. further voices from the salience left after each voice already found has taken
      its share of its partials (explaining away with spectral smoothness, so a note an
-     octave or a fifth above keeps the partials it shares);
+     octave or a fifth above keeps the partials it shares), then each voice found again
+     with all the others explained away;
   4. partial amplitudes read off the spectrum at the partials' bins.
 It proposes; the oscillator-bank energy decides (see `pcmusic.perceive`).
 """
@@ -194,25 +195,39 @@ def odd_partial_prominence_db(audio, f0_hz: jax.Array, *, sample_rate: int, hop:
     return jnp.nanmedian(jnp.where(inside, prominence, jnp.nan), axis=-1)
 
 
+def _best_track(spectrum: jax.Array, grid: np.ndarray, others: list, *, sample_rate: int) -> jax.Array:
+    """The best f0 track in Hz `[n_frames]` through `spectrum`'s salience, at least
+    EXCLUDE_CENTS from each track of `others` in every frame."""
+    sal = salience(spectrum, grid, sample_rate=sample_rate)
+    log2_grid = jnp.log2(jnp.asarray(grid))
+    for f0 in others:
+        sal = jnp.where(1200 * jnp.abs(log2_grid[None, :] - jnp.log2(f0)[:, None]) < EXCLUDE_CENTS, 0.0, sal)
+    return jnp.asarray(grid)[track(sal)]
+
+
 def propose(audio, *, sample_rate: int, hop: int, n_frames: int, n_voices: int,
             f0_min_hz: float, f0_max_hz: float) -> jax.Array:
     """Initial f0 tracks: float32 audio `[n_samples]` -> Hz `[n_voices, n_frames]`.
 
     Voice v is the best track through the salience left once voices < v are explained
     away (`cancel_partials`), at least EXCLUDE_CENTS from each of them in every frame.
+    Then each voice in turn is picked again from the spectrum with all the others
+    explained away (one sweep of iterated conditional modes): a voice taken first
+    because it explains several notes at once (a sub-octave of a fifth, a common
+    sub-harmonic) gives way once the notes it stood for have voices of their own.
     Traceable (jit with the keyword arguments static).
     """
     grid = f0_grid(f0_min_hz, f0_max_hz)
-    log2_grid = jnp.log2(jnp.asarray(grid))
-    spectrum = compressed_spectrum(audio, sample_rate=sample_rate, hop=hop, n_frames=n_frames)
-    tracks = []
+    full = compressed_spectrum(audio, sample_rate=sample_rate, hop=hop, n_frames=n_frames)
+    tracks, spectrum = [], full
     for v in range(n_voices):
-        sal = salience(spectrum, grid, sample_rate=sample_rate)
-        for f0 in tracks:
-            near = 1200 * jnp.abs(log2_grid[None, :] - jnp.log2(f0)[:, None]) < EXCLUDE_CENTS
-            sal = jnp.where(near, 0.0, sal)
-        f0 = jnp.asarray(grid)[track(sal)]
-        tracks.append(f0)
+        tracks.append(_best_track(spectrum, grid, tracks, sample_rate=sample_rate))
         if v + 1 < n_voices:
+            spectrum = cancel_partials(spectrum, tracks[-1], sample_rate=sample_rate)
+    for v in range(n_voices if n_voices > 1 else 0):
+        others = tracks[:v] + tracks[v + 1:]
+        spectrum = full
+        for f0 in others:
             spectrum = cancel_partials(spectrum, f0, sample_rate=sample_rate)
+        tracks[v] = _best_track(spectrum, grid, others, sample_rate=sample_rate)
     return jnp.stack(tracks)
