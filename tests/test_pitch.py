@@ -61,14 +61,24 @@ def test_track_follows_a_two_note_melody():
     assert np.all(np.abs(cents[inside]) < 15)
 
 
+def _assert_every_note_has_a_voice(audio, refs_hz, *, n_frames, f0_min_hz, f0_max_hz):
+    """Each reference within 30 cents of some voice's median f0 over frames 10-30 of the
+    proposal with one voice per reference."""
+    f0 = np.asarray(pitch.propose(audio, sample_rate=SR, hop=HOP, n_frames=n_frames, n_voices=len(refs_hz),
+                                  f0_min_hz=f0_min_hz, f0_max_hz=f0_max_hz))
+    found = np.median(f0[:, 10:30], axis=1)
+    for ref in refs_hz:
+        assert np.min(np.abs(1200 * np.log2(found / ref))) < 30, found
+
+
+def _noise(n_frames):
+    return 1e-3 * np.random.default_rng(0).normal(size=n_frames * HOP).astype(np.float32)
+
+
 def test_second_voice_is_found_after_explaining_away():
     n = 40
     audio = _tone(196.0, n) + _tone(293.7, n)  # a fifth: the sub-octave would explain both
-    f0 = np.asarray(pitch.propose(audio, sample_rate=SR, hop=HOP, n_frames=n, n_voices=2,
-                                    f0_min_hz=40.0, f0_max_hz=2000.0))
-    found = np.median(f0[:, 10:30], axis=1)
-    for ref in (196.0, 293.7):
-        assert np.min(np.abs(1200 * np.log2(found / ref))) < 30
+    _assert_every_note_has_a_voice(audio, (196.0, 293.7), n_frames=n, f0_min_hz=40.0, f0_max_hz=2000.0)
 
 
 @pytest.mark.parametrize("low_hz, ratio", [(196.0, 2.0), (110.0, 2.0), (130.8, 3.0), (220.0, 1.5)])
@@ -76,13 +86,8 @@ def test_a_note_whose_partials_all_lie_on_the_lower_notes_is_still_found(low_hz,
     # An octave or a twelfth above: every partial of the upper note is one of the
     # lower's, so zeroing the lower's partials would leave it nothing.
     n = 40
-    noise = 1e-3 * np.random.default_rng(0).normal(size=n * HOP).astype(np.float32)
-    audio = _tone(low_hz, n) + 0.7 * _tone(low_hz * ratio, n) + noise
-    f0 = np.asarray(pitch.propose(audio, sample_rate=SR, hop=HOP, n_frames=n, n_voices=2,
-                                  f0_min_hz=40.0, f0_max_hz=2000.0))
-    found = np.median(f0[:, 10:30], axis=1)
-    for ref in (low_hz, low_hz * ratio):
-        assert np.min(np.abs(1200 * np.log2(found / ref))) < 30, found
+    audio = _tone(low_hz, n) + 0.7 * _tone(low_hz * ratio, n) + _noise(n)
+    _assert_every_note_has_a_voice(audio, (low_hz, low_hz * ratio), n_frames=n, f0_min_hz=40.0, f0_max_hz=2000.0)
 
 
 @pytest.mark.parametrize("chord_hz", [(116.5, 138.6, 174.6), (110.0, 165.0, 220.0)])
@@ -91,13 +96,8 @@ def test_a_voice_taken_for_several_notes_gives_way_to_them(chord_hz):
     # (58 Hz under Bb2 and F3; 55 Hz under A2, E3, A3); picked again with the others
     # explained away, every note has its voice.
     n = 40
-    noise = 1e-3 * np.random.default_rng(0).normal(size=n * HOP).astype(np.float32)
-    audio = sum(_tone(f, n) for f in chord_hz) + noise
-    f0 = np.asarray(pitch.propose(audio, sample_rate=SR, hop=HOP, n_frames=n, n_voices=3,
-                                  f0_min_hz=30.0, f0_max_hz=2500.0))
-    found = np.median(f0[:, 10:30], axis=1)
-    for ref in chord_hz:
-        assert np.min(np.abs(1200 * np.log2(found / ref))) < 30, found
+    audio = sum(_tone(f, n) for f in chord_hz) + _noise(n)
+    _assert_every_note_has_a_voice(audio, chord_hz, n_frames=n, f0_min_hz=30.0, f0_max_hz=2500.0)
 
 
 def test_cancelling_a_voice_keeps_only_what_stands_out_of_its_smooth_envelope():

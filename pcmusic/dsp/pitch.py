@@ -199,9 +199,9 @@ def _best_track(spectrum: jax.Array, grid: np.ndarray, others: list, *, sample_r
     """The best f0 track in Hz `[n_frames]` through `spectrum`'s salience, at least
     EXCLUDE_CENTS from each track of `others` in every frame."""
     sal = salience(spectrum, grid, sample_rate=sample_rate)
-    log2_grid = jnp.log2(jnp.asarray(grid))
+    cents = 1200 * np.log2(grid)                                       # static
     for f0 in others:
-        sal = jnp.where(1200 * jnp.abs(log2_grid[None, :] - jnp.log2(f0)[:, None]) < EXCLUDE_CENTS, 0.0, sal)
+        sal = jnp.where(jnp.abs(cents[None, :] - 1200 * jnp.log2(f0)[:, None]) < EXCLUDE_CENTS, 0.0, sal)
     return jnp.asarray(grid)[track(sal)]
 
 
@@ -224,10 +224,11 @@ def propose(audio, *, sample_rate: int, hop: int, n_frames: int, n_voices: int,
         tracks.append(_best_track(spectrum, grid, tracks, sample_rate=sample_rate))
         if v + 1 < n_voices:
             spectrum = cancel_partials(spectrum, tracks[-1], sample_rate=sample_rate)
-    for v in range(n_voices if n_voices > 1 else 0):
-        others = tracks[:v] + tracks[v + 1:]
-        spectrum = full
-        for f0 in others:
-            spectrum = cancel_partials(spectrum, f0, sample_rate=sample_rate)
-        tracks[v] = _best_track(spectrum, grid, others, sample_rate=sample_rate)
+    if n_voices > 1:
+        for v in range(n_voices):
+            others = tracks[:v] + tracks[v + 1:]
+            spectrum = full
+            for f0 in others:
+                spectrum = cancel_partials(spectrum, f0, sample_rate=sample_rate)
+            tracks[v] = _best_track(spectrum, grid, others, sample_rate=sample_rate)
     return jnp.stack(tracks)
