@@ -100,6 +100,39 @@ def test_a_voice_taken_for_several_notes_gives_way_to_them(chord_hz):
     _assert_every_note_has_a_voice(audio, chord_hz, n_frames=n, f0_min_hz=30.0, f0_max_hz=2500.0)
 
 
+@pytest.mark.parametrize("f0_hz", [110.0, 523.3])
+def test_a_smooth_comb_fits_a_tone_at_its_pitch_not_at_its_octaves_or_subharmonics(f0_hz):
+    n = 40
+    spec = pitch.compressed_spectrum(_tone(f0_hz, n) + _noise(n), sample_rate=SR, hop=HOP, n_frames=n)
+    band = jnp.full((n,), pitch.FIT_HARMONICS * f0_hz / 4)
+
+    def fit(ratio):
+        return float(pitch.joint_fit_residual(spec, jnp.full((1, n), f0_hz * ratio), band, sample_rate=SR))
+    assert fit(1.0) < 0.15
+    # f0 / 2 must leave its odd partials (where the tone has none) as smooth as its even
+    # ones; 2 f0 leaves the tone's odd partials unexplained.
+    for ratio in pitch.RATIOS:
+        assert fit(ratio) > 0.3, ratio
+
+
+@pytest.mark.parametrize("voice, wrong_hz", [(2, 98.0), (2, 588.0), (2, 392.0), (0, 65.4), (1, 494.4)])
+def test_a_voice_on_a_subharmonic_or_a_partial_of_a_note_moves_to_the_note(voice, wrong_hz):
+    # C3-E3-G3 with one voice at G3 / 2, 3 G3, 2 G3, C3 / 2 or 3 E3.
+    n = 40
+    chord = np.asarray([130.8, 164.8, 196.0], np.float32)
+    spec = pitch.compressed_spectrum(sum(_tone(f, n) for f in chord) + _noise(n), sample_rate=SR,
+                                     hop=HOP, n_frames=n)
+
+    def choose(f0):
+        tracks = jnp.asarray(np.repeat(np.asarray(f0, np.float32)[:, None], n, 1))
+        return np.median(np.asarray(pitch.choose_ratios(spec, tracks, sample_rate=SR, f0_min_hz=30.0,
+                                                         f0_max_hz=2500.0)), axis=1)
+    given = chord.copy()
+    given[voice] = wrong_hz
+    np.testing.assert_allclose(choose(given), chord, rtol=1e-4)
+    np.testing.assert_allclose(choose(chord), chord, rtol=1e-4)     # a right chord stays
+
+
 def test_cancelling_a_voice_keeps_only_what_stands_out_of_its_smooth_envelope():
     n_fft, f0 = 1024, 250.0
     bins = n_fft // 2 + 1

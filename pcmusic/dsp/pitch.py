@@ -12,7 +12,10 @@ iterative inference on the energy refines them. This encoder needs no training:
      its share of its partials (explaining away with spectral smoothness, so a note an
      octave or a fifth above keeps the partials it shares), then each voice found again
      with all the others explained away;
-  4. partial amplitudes read off the spectrum at the partials' bins.
+  4. a voice moved to a multiple or a fraction of its track (x1/4 .. x4) where the
+     chord's spectrum is then fitted better by harmonic combs with smooth envelopes
+     (a sub-harmonic that collects two notes, a note heard at its octave);
+  5. partial amplitudes read off the spectrum at the partials' bins.
 It proposes; the oscillator-bank energy decides (see `pcmusic.perceive`).
 """
 from __future__ import annotations
@@ -33,6 +36,12 @@ JUMP_COST_PER_SEMITONE = 0.5
 SALIENCE_FLOOR = 1e-3
 PARTIAL_WIDTH = 0.03        # a partial's region, relative to its frequency (inharmonicity, vibrato)
 EXCLUDE_CENTS = 60.0        # a further voice keeps this far from the voices already found
+RATIOS = (0.25, 1 / 3, 0.5, 2.0, 3.0, 4.0)   # moves a voice may make to a fraction or multiple of itself
+RATIO_MARGIN = 0.05         # ... where the fit's residual falls by at least this share
+FIT_HARMONICS = 40          # partials per voice in the joint fit
+ENVELOPE_KNOTS = 6          # a voice's envelope: hat functions at log2 k = 0 .. 5
+FIT_ITERATIONS = 200        # multiplicative non-negative least-squares updates
+FIT_FRAME_STRIDE = 4        # the fit reads every 4th control frame
 
 
 def analysis_fft_size(sample_rate: int) -> int:
@@ -205,6 +214,101 @@ def _best_track(spectrum: jax.Array, grid: np.ndarray, others: list, *, sample_r
     return jnp.asarray(grid)[track(sal)]
 
 
+def _lobe(delta_bins: jax.Array) -> jax.Array:
+    """Compressed magnitude of a Hann window's main lobe `delta_bins` from a sinusoid (1 at 0)."""
+    d = jnp.abs(delta_bins)
+    den = 1.0 - d ** 2
+    singular = jnp.abs(den) < 1e-3
+    v = jnp.where(singular, 0.5, jnp.abs(jnp.sinc(d) / jnp.where(singular, 1.0, den)))
+    return jnp.where(d < 2.0, jnp.power(v, COMPRESSION), 0.0)
+
+
+def joint_fit_residual(spectrum: jax.Array, f0_hz: jax.Array, band_hz: jax.Array, *,
+                       sample_rate: int) -> jax.Array:
+    """How much of a spectrum a set of voices leaves unexplained, with smooth envelopes.
+
+    Every frame's compressed spectrum y (bins below band_hz[t]) is fitted by
+    sum_v sum_k a_vk L(b - k f0_vt / bin_hz), partials k = 1..FIT_HARMONICS below the
+    band, L the Hann main lobe (`_lobe`), and each voice's partial amplitudes a smooth
+    non-negative envelope a_vk = sum_j c_vj max(0, 1 - |log2 k - j|), j = 0..5 (hat
+    functions in log2 k). The c >= 0 are fitted by multiplicative updates of
+    non-negative least squares. A voice at a sub-harmonic of a note cannot leave its
+    partials between the note's empty, and a voice at a note's octave leaves the odd
+    partials unexplained, so the right set fits best. spectrum `[F, B]` (compressed,
+    `compressed_spectrum`), f0_hz `[V, F]`, band_hz `[F]` -> scalar: the squared
+    residual over the squared spectrum, both summed over frames and bins in the band.
+    """
+    n_frames, n_bins = spectrum.shape
+    n_voices = f0_hz.shape[0]
+    bins_per_hz = 2 * (n_bins - 1) / sample_rate
+    k = jnp.arange(1, FIT_HARMONICS + 1, dtype=jnp.float32)
+    pos = f0_hz[..., None] * k[None, None, :] * bins_per_hz                        # [V, F, K]
+    knots = jnp.arange(ENVELOPE_KNOTS, dtype=jnp.float32)
+    envelope = jnp.maximum(0.0, 1 - jnp.abs(jnp.log2(k)[:, None] - knots[None, :]))   # [K, J]
+    near = jnp.floor(pos).astype(jnp.int32)[..., None] + jnp.arange(-2, 3).reshape(1, 1, 1, 5)
+    in_band = (f0_hz[..., None] * k[None, None, :] < band_hz[None, :, None]).astype(jnp.float32)
+    weight = _lobe(near.astype(jnp.float32) - pos[..., None]) * in_band[..., None]   # [V, F, K, 5]
+    values = weight[..., None] * envelope[None, None, :, None, :]                     # [V, F, K, 5, J]
+    index = (jnp.arange(n_frames)[None, :, None, None, None], jnp.clip(near, 0, n_bins - 1)[..., None],
+             jnp.arange(n_voices)[:, None, None, None, None] * ENVELOPE_KNOTS
+             + jnp.arange(ENVELOPE_KNOTS).reshape(1, 1, 1, 1, -1))
+    index = tuple(jnp.broadcast_to(i, values.shape) for i in index)
+    rows = jnp.arange(n_bins, dtype=jnp.float32)[None, :] < band_hz[:, None] * bins_per_hz   # [F, B]
+    design = jnp.zeros((n_frames, n_bins, n_voices * ENVELOPE_KNOTS)).at[index].add(values)
+    design = design * rows[..., None].astype(jnp.float32)                            # [F, B, V J]
+    y = jnp.where(rows, spectrum, 0.0)
+    gram = jnp.einsum("fbi,fbj->fij", design, design)
+    corr = jnp.einsum("fbi,fb->fi", design, y)
+
+    def update(c, _):
+        return c * corr / (jnp.einsum("fij,fj->fi", gram, c) + 1e-9), None
+    c, _ = lax.scan(update, jnp.full(corr.shape, 1e-2, jnp.float32), None, length=FIT_ITERATIONS)
+    residual = (jnp.sum(y ** 2, -1) - 2 * jnp.sum(c * corr, -1)
+                + jnp.einsum("fi,fij,fj->f", c, gram, c))
+    return jnp.sum(residual) / jnp.maximum(jnp.sum(y ** 2), 1e-12)
+
+
+def choose_ratios(spectrum: jax.Array, f0_hz: jax.Array, *, sample_rate: int,
+                  f0_min_hz: float, f0_max_hz: float) -> jax.Array:
+    """Move voices to a fraction or multiple of their tracks where the chord fits better.
+
+    Greedy over the voices: each round scores every voice times every r in RATIOS
+    (the others fixed) by `joint_fit_residual` over the band up to FIT_HARMONICS times
+    the voice's lowest candidate (so every candidate spans the band), and makes the
+    move that lowers the residual most, if it lowers it by RATIO_MARGIN or more; a
+    voice moves at most once. A move is barred where it leaves [f0_min_hz, f0_max_hz]
+    or lands within EXCLUDE_CENTS of another voice in more than a tenth of the frames.
+    spectrum `[n_frames, bins]` (compressed), f0_hz `[V, n_frames]` -> `[V, n_frames]`.
+    """
+    y = spectrum[::FIT_FRAME_STRIDE]
+    sub = f0_hz[:, ::FIT_FRAME_STRIDE]
+    n_voices, n_ratios = f0_hz.shape[0], len(RATIOS) + 1
+    ratios = jnp.asarray((1.0,) + RATIOS, jnp.float32)
+    voice_of, ratio_of = jnp.repeat(jnp.arange(n_voices), n_ratios), jnp.tile(ratios, n_voices)
+
+    def score(tracks, v, r):
+        moved = tracks[v] * r
+        band_hz = jnp.minimum(FIT_HARMONICS * tracks[v] * min(RATIOS), 0.45 * sample_rate)
+        fit = joint_fit_residual(y, tracks.at[v].set(moved), band_hz, sample_rate=sample_rate)
+        clash = jnp.mean(jnp.abs(1200 * jnp.log2(moved[None, :] / tracks)) < EXCLUDE_CENTS, axis=1) > 0.1
+        barred = (jnp.any(clash & (jnp.arange(n_voices) != v)) | jnp.any(moved < f0_min_hz)
+                  | jnp.any(moved > f0_max_hz))
+        return jnp.where(barred & (r != 1.0), jnp.inf, fit)
+
+    def one_move(carry, _):
+        tracks, factor, moved = carry
+        fits = jax.vmap(score, in_axes=(None, 0, 0))(tracks, voice_of, ratio_of).reshape(n_voices, n_ratios)
+        gain = jnp.where(moved[:, None], jnp.inf, fits / fits[:, :1])
+        best = jnp.argmin(gain)
+        v, r = best // n_ratios, jnp.where(jnp.min(gain) < 1 - RATIO_MARGIN, ratios[best % n_ratios], 1.0)
+        moved = moved.at[v].set(moved[v] | (r != 1.0))
+        return (tracks.at[v].multiply(r), factor.at[v].multiply(r), moved), None
+
+    start = (sub, jnp.ones(n_voices, jnp.float32), jnp.zeros(n_voices, bool))
+    (_, factor, _), _ = lax.scan(one_move, start, None, length=n_voices)
+    return f0_hz * factor[:, None]
+
+
 def propose(audio, *, sample_rate: int, hop: int, n_frames: int, n_voices: int,
             f0_min_hz: float, f0_max_hz: float) -> jax.Array:
     """Initial f0 tracks: float32 audio `[n_samples]` -> Hz `[n_voices, n_frames]`.
@@ -215,6 +319,8 @@ def propose(audio, *, sample_rate: int, hop: int, n_frames: int, n_voices: int,
     explained away (one sweep of iterated conditional modes): a voice taken first
     because it explains several notes at once (a sub-octave of a fifth, a common
     sub-harmonic) gives way once the notes it stood for have voices of their own.
+    Last, `choose_ratios` moves voices left on a sub-harmonic or an upper partial of a
+    note.
     Traceable (jit with the keyword arguments static).
     """
     grid = f0_grid(f0_min_hz, f0_max_hz)
@@ -231,4 +337,6 @@ def propose(audio, *, sample_rate: int, hop: int, n_frames: int, n_voices: int,
             for f0 in others:
                 spectrum = cancel_partials(spectrum, f0, sample_rate=sample_rate)
             tracks[v] = _best_track(spectrum, grid, others, sample_rate=sample_rate)
+        return choose_ratios(full, jnp.stack(tracks), sample_rate=sample_rate,
+                             f0_min_hz=f0_min_hz, f0_max_hz=f0_max_hz)
     return jnp.stack(tracks)
