@@ -115,6 +115,16 @@ def test_a_smooth_comb_fits_a_tone_at_its_pitch_not_at_its_octaves_or_subharmoni
         assert fit(ratio) > 0.3, ratio
 
 
+@pytest.mark.parametrize("off_cents", [-25.0, 0.0, 20.0])
+def test_refine_puts_a_comb_on_the_partials_of_its_tone(off_cents):
+    n = 20
+    spec = pitch.compressed_spectrum(_tone(550.0, n) + _noise(n), sample_rate=SR, hop=HOP, n_frames=n)
+    given = jnp.full((2, n), 550.0 * 2 ** (off_cents / 1200))
+    refined = np.asarray(pitch.refine_f0(spec, given, sample_rate=SR))
+    assert refined.shape == (2, n)
+    assert np.all(np.abs(1200 * np.log2(refined[:, 5:15] / 550.0)) <= 5.0)
+
+
 @pytest.mark.parametrize("voice, wrong_hz", [(2, 98.0), (2, 588.0), (2, 392.0), (0, 65.4), (1, 494.4)])
 def test_a_voice_on_a_subharmonic_or_a_partial_of_a_note_moves_to_the_note(voice, wrong_hz):
     # C3-E3-G3 with one voice at G3 / 2, 3 G3, 2 G3, C3 / 2 or 3 E3.

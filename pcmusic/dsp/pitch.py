@@ -14,7 +14,8 @@ iterative inference on the energy refines them. This encoder needs no training:
      with all the others explained away;
   4. a voice moved to a multiple or a fraction of its track (x1/4 .. x4) where the
      chord's spectrum is then fitted better by harmonic combs with smooth envelopes
-     (a sub-harmonic that collects two notes, a note heard at its octave);
+     (a sub-harmonic that collects two notes, a note heard at its octave or a note's
+     partial taken for a voice);
   5. partial amplitudes read off the spectrum at the partials' bins.
 It proposes; the oscillator-bank energy decides (see `pcmusic.perceive`).
 """
@@ -41,6 +42,7 @@ RATIO_MARGIN = 0.05         # ... where the fit's residual falls by at least thi
 FIT_HARMONICS = 40          # partials per voice in the joint fit
 ENVELOPE_KNOTS = 6          # a voice's envelope: hat functions at log2 k = 0 .. 5
 FIT_ITERATIONS = 200        # multiplicative non-negative least-squares updates
+REFINE_CENTS = 30.0         # a candidate is put on its partials within this many cents
 FIT_FRAME_STRIDE = 4        # the fit reads every 4th control frame
 
 
@@ -268,45 +270,73 @@ def joint_fit_residual(spectrum: jax.Array, f0_hz: jax.Array, band_hz: jax.Array
     return jnp.sum(residual) / jnp.maximum(jnp.sum(y ** 2), 1e-12)
 
 
+def refine_f0(spectrum: jax.Array, f0_hz: jax.Array, *, sample_rate: int,
+              cents: float = REFINE_CENTS) -> jax.Array:
+    """Per frame, the f0 within +-cents (5-cent steps) of f0_hz whose comb collects most.
+
+    Maximises sum_k P(k f0) / k over the FIT_HARMONICS partials below the spectrum's top,
+    P the spectrum's highest of three bins around each partial. A comb of 40 partials
+    10 cents off its note misses partial 10 of a 550 Hz tone by 4 bins (a 100 ms frame at
+    16 kHz), so candidates are put on their partials before they are fitted.
+    spectrum `[n_frames, bins]`, f0_hz `[..., n_frames]` -> `[..., n_frames]`.
+    """
+    n_bins = spectrum.shape[-1]
+    bins_per_hz = 2 * (n_bins - 1) / sample_rate
+    offsets = np.arange(-cents, cents + 0.1, 5.0, dtype=np.float32)
+    k = jnp.arange(1, FIT_HARMONICS + 1, dtype=jnp.float32)
+    peak = jnp.maximum(spectrum, jnp.maximum(jnp.roll(spectrum, 1, -1), jnp.roll(spectrum, -1, -1)))
+    lead = (1,) * (f0_hz.ndim - 1)
+    trial = f0_hz[..., None] * jnp.asarray(2.0 ** (offsets / 1200)).reshape(lead + (1, -1))   # [..., F, O]
+    pos = jnp.round(trial[..., None] * k.reshape(lead + (1, 1, -1)) * bins_per_hz).astype(jnp.int32)
+    frames = jnp.arange(spectrum.shape[0]).reshape(lead + (-1, 1, 1))
+    collected = jnp.where(pos < n_bins - 1, peak[frames, jnp.clip(pos, 0, n_bins - 1)], 0.0)   # [..., F, O, K]
+    best = jnp.argmax(jnp.sum(collected / k.reshape(lead + (1, 1, -1)), axis=-1), axis=-1)
+    return jnp.take_along_axis(trial, best[..., None], axis=-1)[..., 0]
+
+
 def choose_ratios(spectrum: jax.Array, f0_hz: jax.Array, *, sample_rate: int,
                   f0_min_hz: float, f0_max_hz: float) -> jax.Array:
     """Move voices to a fraction or multiple of their tracks where the chord fits better.
 
-    Greedy over the voices: each round scores every voice times every r in RATIOS
-    (the others fixed) by `joint_fit_residual` over the band up to FIT_HARMONICS times
-    the voice's lowest candidate (so every candidate spans the band), and makes the
-    move that lowers the residual most, if it lowers it by RATIO_MARGIN or more; a
-    voice moves at most once. A move is barred where it leaves [f0_min_hz, f0_max_hz]
-    or lands within EXCLUDE_CENTS of another voice in more than a tenth of the frames.
-    spectrum `[n_frames, bins]` (compressed), f0_hz `[V, n_frames]` -> `[V, n_frames]`.
+    The candidates of voice v are its track times 1 and every r in RATIOS, each put on
+    its partials (`refine_f0`). Greedy over the voices: each round scores every voice's
+    candidates (the others at their current ones) by `joint_fit_residual` over the band
+    up to FIT_HARMONICS times the voice's lowest candidate (so every candidate spans the
+    band), and makes the move that lowers the residual most, if it lowers it by
+    RATIO_MARGIN or more; a voice moves at most once. A move is barred where it leaves
+    [f0_min_hz, f0_max_hz] or lands within EXCLUDE_CENTS of another voice in more than a
+    tenth of the frames. spectrum `[n_frames, bins]` (compressed), f0_hz `[V, n_frames]`
+    -> `[V, n_frames]`: each voice its track times its chosen ratio.
     """
     y = spectrum[::FIT_FRAME_STRIDE]
-    sub = f0_hz[:, ::FIT_FRAME_STRIDE]
     n_voices, n_ratios = f0_hz.shape[0], len(RATIOS) + 1
     ratios = jnp.asarray((1.0,) + RATIOS, jnp.float32)
-    voice_of, ratio_of = jnp.repeat(jnp.arange(n_voices), n_ratios), jnp.tile(ratios, n_voices)
+    raw = f0_hz[:, None, ::FIT_FRAME_STRIDE] * ratios[None, :, None]                    # [V, R, F']
+    candidates = refine_f0(y, raw, sample_rate=sample_rate)
+    band_hz = jnp.minimum(FIT_HARMONICS * jnp.min(candidates, axis=1), 0.45 * sample_rate)   # [V, F']
+    voice_of, ratio_of = jnp.repeat(jnp.arange(n_voices), n_ratios), jnp.tile(jnp.arange(n_ratios), n_voices)
 
     def score(tracks, v, r):
-        moved = tracks[v] * r
-        band_hz = jnp.minimum(FIT_HARMONICS * tracks[v] * min(RATIOS), 0.45 * sample_rate)
-        fit = joint_fit_residual(y, tracks.at[v].set(moved), band_hz, sample_rate=sample_rate)
-        clash = jnp.mean(jnp.abs(1200 * jnp.log2(moved[None, :] / tracks)) < EXCLUDE_CENTS, axis=1) > 0.1
-        barred = (jnp.any(clash & (jnp.arange(n_voices) != v)) | jnp.any(moved < f0_min_hz)
-                  | jnp.any(moved > f0_max_hz))
-        return jnp.where(barred & (r != 1.0), jnp.inf, fit)
+        moved = candidates[v, r]
+        fit = joint_fit_residual(y, tracks.at[v].set(moved), band_hz[v], sample_rate=sample_rate)
+        clash = jnp.mean(jnp.abs(1200 * jnp.log2(raw[v, r][None, :] / tracks)) < EXCLUDE_CENTS, axis=1) > 0.1
+        barred = (jnp.any(clash & (jnp.arange(n_voices) != v)) | jnp.any(raw[v, r] < f0_min_hz)
+                  | jnp.any(raw[v, r] > f0_max_hz))
+        return jnp.where(barred & (r != 0), jnp.inf, fit)
 
     def one_move(carry, _):
-        tracks, factor, moved = carry
+        tracks, choice, moved = carry
         fits = jax.vmap(score, in_axes=(None, 0, 0))(tracks, voice_of, ratio_of).reshape(n_voices, n_ratios)
         gain = jnp.where(moved[:, None], jnp.inf, fits / fits[:, :1])
         best = jnp.argmin(gain)
-        v, r = best // n_ratios, jnp.where(jnp.min(gain) < 1 - RATIO_MARGIN, ratios[best % n_ratios], 1.0)
-        moved = moved.at[v].set(moved[v] | (r != 1.0))
-        return (tracks.at[v].multiply(r), factor.at[v].multiply(r), moved), None
+        v, r = best // n_ratios, jnp.where(jnp.min(gain) < 1 - RATIO_MARGIN, best % n_ratios, 0)
+        moved = moved.at[v].set(moved[v] | (r != 0))
+        choice = choice.at[v].set(jnp.where(r != 0, r, choice[v]))
+        return (tracks.at[v].set(candidates[v, r]), choice, moved), None
 
-    start = (sub, jnp.ones(n_voices, jnp.float32), jnp.zeros(n_voices, bool))
-    (_, factor, _), _ = lax.scan(one_move, start, None, length=n_voices)
-    return f0_hz * factor[:, None]
+    start = (candidates[:, 0], jnp.zeros(n_voices, jnp.int32), jnp.zeros(n_voices, bool))
+    (_, choice, _), _ = lax.scan(one_move, start, None, length=n_voices)
+    return f0_hz * ratios[choice][:, None]
 
 
 def propose(audio, *, sample_rate: int, hop: int, n_frames: int, n_voices: int,
