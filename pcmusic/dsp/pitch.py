@@ -64,6 +64,12 @@ def compressed_spectrum(audio, *, sample_rate: int, hop: int, n_frames: int) -> 
     return jnp.power(x[..., :n_frames, :] + 1e-12, COMPRESSION)
 
 
+def _neighbour_peak(x: jax.Array) -> jax.Array:
+    """The highest of each bin and its two neighbours along the last axis: a partial a
+    little off its nominal bin is still read at its peak."""
+    return jnp.maximum(x, jnp.maximum(jnp.roll(x, 1, -1), jnp.roll(x, -1, -1)))
+
+
 def _harmonic_sampler(grid_hz: np.ndarray, *, sample_rate: int, n_fft: int):
     """Static gather positions and Klapuri weights for harmonic summation over the grid."""
     k = np.arange(1, MAX_HARMONICS + 1, dtype=np.float64)
@@ -79,8 +85,7 @@ def salience(spectrum: jax.Array, grid_hz: np.ndarray, *, sample_rate: int) -> j
     """Harmonic-sum salience of every grid f0: `[..., n_frames, bins]` -> `[..., n_frames, G]`."""
     n_fft = 2 * (spectrum.shape[-1] - 1)
     lower, frac, weights = _harmonic_sampler(grid_hz, sample_rate=sample_rate, n_fft=n_fft)
-    # A max over neighbouring bins tolerates partials a little off the harmonic grid.
-    peak = jnp.maximum(spectrum, jnp.maximum(jnp.roll(spectrum, 1, -1), jnp.roll(spectrum, -1, -1)))
+    peak = _neighbour_peak(spectrum)
     lo = jnp.take(peak, jnp.asarray(lower.reshape(-1)), axis=-1)
     hi = jnp.take(peak, jnp.asarray(lower.reshape(-1) + 1), axis=-1)
     f = jnp.asarray(frac.reshape((1,) * (spectrum.ndim - 1) + (-1,)))
@@ -191,7 +196,7 @@ def odd_partial_prominence_db(audio, f0_hz: jax.Array, *, sample_rate: int, hop:
     n_frames = f0_hz.shape[-1]
     mag = spectral.magnitude(spectral.stft(jnp.asarray(audio, jnp.float32), n_fft=n_fft, hop=hop))[:n_frames]
     db = 20.0 * jnp.log10(mag + 1e-9)
-    db = jnp.maximum(db, jnp.maximum(jnp.roll(db, 1, -1), jnp.roll(db, -1, -1)))
+    db = _neighbour_peak(db)
     bins_per_hz = n_fft / sample_rate
     odd = ((2.0 * jnp.arange(n_odd, dtype=jnp.float32) + 1.0) * 0.5).reshape(1, 1, n_odd)   # [1, 1, J]
     centre = f0_hz[..., None] * odd                                            # [V, F, J]
@@ -284,7 +289,7 @@ def refine_f0(spectrum: jax.Array, f0_hz: jax.Array, *, sample_rate: int,
     bins_per_hz = 2 * (n_bins - 1) / sample_rate
     offsets = np.arange(-cents, cents + 0.1, 5.0, dtype=np.float32)
     k = jnp.arange(1, FIT_HARMONICS + 1, dtype=jnp.float32)
-    peak = jnp.maximum(spectrum, jnp.maximum(jnp.roll(spectrum, 1, -1), jnp.roll(spectrum, -1, -1)))
+    peak = _neighbour_peak(spectrum)
     lead = (1,) * (f0_hz.ndim - 1)
     trial = f0_hz[..., None] * jnp.asarray(2.0 ** (offsets / 1200)).reshape(lead + (1, -1))   # [..., F, O]
     pos = jnp.round(trial[..., None] * k.reshape(lead + (1, 1, -1)) * bins_per_hz).astype(jnp.int32)
@@ -324,18 +329,15 @@ def choose_ratios(spectrum: jax.Array, f0_hz: jax.Array, *, sample_rate: int,
                   | jnp.any(raw[v, r] > f0_max_hz))
         return jnp.where(barred & (r != 0), jnp.inf, fit)
 
-    def one_move(carry, _):
-        tracks, choice, moved = carry
+    def one_move(choice, _):                      # choice[v]: index into ratios; 0 = not moved
+        tracks = candidates[jnp.arange(n_voices), choice]
         fits = jax.vmap(score, in_axes=(None, 0, 0))(tracks, voice_of, ratio_of).reshape(n_voices, n_ratios)
-        gain = jnp.where(moved[:, None], jnp.inf, fits / fits[:, :1])
+        gain = jnp.where((choice != 0)[:, None], jnp.inf, fits / fits[:, :1])
         best = jnp.argmin(gain)
-        v, r = best // n_ratios, jnp.where(jnp.min(gain) < 1 - RATIO_MARGIN, best % n_ratios, 0)
-        moved = moved.at[v].set(moved[v] | (r != 0))
-        choice = choice.at[v].set(jnp.where(r != 0, r, choice[v]))
-        return (tracks.at[v].set(candidates[v, r]), choice, moved), None
+        v, r = best // n_ratios, best % n_ratios
+        return choice.at[v].set(jnp.where(jnp.min(gain) < 1 - RATIO_MARGIN, r, choice[v])), None
 
-    start = (candidates[:, 0], jnp.zeros(n_voices, jnp.int32), jnp.zeros(n_voices, bool))
-    (_, choice, _), _ = lax.scan(one_move, start, None, length=n_voices)
+    choice, _ = lax.scan(one_move, jnp.zeros(n_voices, jnp.int32), None, length=n_voices)
     return f0_hz * ratios[choice][:, None]
 
 
