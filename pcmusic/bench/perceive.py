@@ -24,6 +24,7 @@ reported on their own row (full mode) rather than scored as octave errors.
 """
 from __future__ import annotations
 
+import time
 import warnings
 from typing import Iterator
 
@@ -343,16 +344,56 @@ def _speed_rows(quick: bool) -> list[dict]:
                              "real-time factor": seconds / r["warm"], "peak RSS MB": r["rss_mb"],
                              "pYIN RTF": float("nan") if pyin is None else seconds / pyin})
     if jax.default_backend() != "cpu":  # an accelerator: batching is where its speed shows
-        from pcmusic.perception import perceive_batch
-        from pcmusic.perception.percept import BATCH_SIZES
-        clips = [melody_signal(1.0, 16000, seed=i) for i in range(128)]
-        size = BATCH_SIZES[-1]
-        perceive_batch(clips, 16000, batch_size=size, notes=False)
-        seconds = time_call(lambda: perceive_batch(clips, 16000, batch_size=size, notes=False)[0].f0_hz,
-                            n_repeats=2, n_warmup=0)
-        rows.append({"audio": f"128 clips x 1 s @ 16 kHz (batches of {size})", "notes": "no",
-                     "device": jax.default_backend(), "warm s": seconds,
-                     "real-time factor": 128 / seconds})
+        rows += batch_rows(quick=quick)
+    return rows
+
+
+def batch_rows(*, quick: bool, batch_sizes: tuple[int, ...] | None = None) -> list[dict]:
+    """Throughput of `perceive_batch` over many files (real-time factor = audio seconds
+    per wall second, warm): 1 s clips at 16 kHz at each batch size, then at the largest
+    size 1 s clips with the note level, 1 s clips at 44.1 kHz (resampled on the host) and
+    30 s files (chunked). "compile s" is the first call's time less the warm call's;
+    "device s/clip" is `settle_batch` alone on a batch already on the device (no host
+    work: proposal and inference only), per clip."""
+    import jax
+    import jax.numpy as jnp
+
+    from pcmusic.perception import chunks, perceive_batch
+    from pcmusic.perception.inference import resolve_specs, settle_batch
+
+    batch_sizes = batch_sizes or ((8, 64) if quick else (8, 64, 256))
+    n_clips = 2 * max(batch_sizes)
+    backend = jax.default_backend()
+    rows = []
+
+    def case(label, clips, sample_rate, size, notes, seconds_each):
+        start = time.perf_counter()
+        perceive_batch(clips, sample_rate, batch_size=size, notes=notes)
+        first = time.perf_counter() - start
+        warm = time_call(lambda: perceive_batch(clips, sample_rate, batch_size=size, notes=notes)[0].f0_hz,
+                         n_repeats=2, n_warmup=0)
+        row = {"audio": label, "batch": size, "notes": "yes" if notes else "no", "device": backend,
+               "compile s": max(first - warm, 0.0), "warm s": warm,
+               "real-time factor": len(clips) * seconds_each / warm, "device s/clip": float("nan")}
+        rows.append(row)
+        return row
+
+    clips16 = [melody_signal(1.0, 16000, seed=i) for i in range(n_clips)]
+    specs = dict(zip(("cspec", "sspec", "prior", "inference"), resolve_specs(model=None, n_voices=1)))
+    for size in batch_sizes:
+        row = case(f"{n_clips} clips x 1 s @ 16 kHz", clips16, 16000, size, False, 1.0)
+        cspec = specs["cspec"]
+        n_samples = chunks.plan(cspec.n_frames(clips16[0].size)).chunk_frames * cspec.hop
+        batch = jnp.asarray(np.stack([np.pad(c, (0, n_samples - c.size)) for c in clips16[:size]]))
+        row["device s/clip"] = time_call(lambda: settle_batch(batch, None, **specs).energy,
+                                         n_repeats=3) / size
+    size = max(batch_sizes)
+    case(f"{n_clips} clips x 1 s @ 16 kHz", clips16, 16000, size, True, 1.0)
+    case(f"{n_clips} clips x 1 s @ 44.1 kHz", [melody_signal(1.0, 44100, seed=i) for i in range(n_clips)],
+         44100, size, False, 1.0)
+    n_files = max(2, size // 16)
+    case(f"{n_files} files x 30 s @ 16 kHz", [melody_signal(30.0, 16000, seed=i) for i in range(n_files)],
+         16000, size, False, 30.0)
     return rows
 
 

@@ -169,7 +169,8 @@ def blur_fade(step: jax.Array, n_steps: int) -> jax.Array:
 def sensory_energy(controls: dict, observed: tuple, blur_hz: jax.Array, *, cspec, sspec,
                    precision: float, noise_key: jax.Array | None = None) -> tuple[jax.Array, tuple]:
     """Per-sample sensory energy `[B]` and the (unblurred) errors phi(x) - phi(synth(c)):
-    `observed` is `observe(x)`, blurred by `blur_hz` `[B]` before weighting; perception,
+    `observed` is `observe(x)`, blurred by `blur_hz` `[B]` before weighting (None: not
+    blurred, the same as a width of 0 Hz without the blur's FFTs); perception,
     generation's refinement and the probe's replay share it. noise_key: None predicts the
     noise part in expectation (`predict`, for sound from elsewhere); a key predicts the
     render of the controls with that noise drawn (an efference copy, for sound the model
@@ -179,5 +180,6 @@ def sensory_energy(controls: dict, observed: tuple, blur_hz: jax.Array, *, cspec
     else:
         predicted = observe(controls_lib.render(controls, cspec, key=noise_key), sspec)
     errors = tuple(o - p for o, p in zip(observed, predicted))
-    blurred = jax.vmap(lambda e, b: blur(e, b, sample_rate=cspec.sample_rate))(errors, blur_hz)
+    blurred = errors if blur_hz is None else \
+        jax.vmap(lambda e, b: blur(e, b, sample_rate=cspec.sample_rate))(errors, blur_hz)
     return precision * weighted_square_error(blurred, sspec, cspec.hop), errors

@@ -14,6 +14,7 @@ P_voice / (P_voice + P_noise), zero where unvoiced.
 """
 from __future__ import annotations
 
+import itertools
 from typing import Any, NamedTuple
 
 import jax
@@ -33,7 +34,8 @@ from pcmusic.perception.notes import NoteInference
 SILENT_RMS = 1e-5          # -100 dB re full scale: a clip this quiet is heard as silence
 MAX_VOICES = 8             # the pitch proposal unrolls one search per voice
 BYTES_PER_SAMPLE = 4096    # working memory per sample of a batch per start (spectra, gradients)
-BATCH_SIZES = (1, 2, 4, 8) # chunks settled at once: a few compiled shapes serve any count
+BATCH_SIZES = tuple(2 ** k for k in range(10))   # chunks settled at once (1 .. 512): a few
+                                                # compiled shapes serve any count
 
 
 class Percept(NamedTuple):
@@ -218,14 +220,23 @@ def _settle_chunks(pieces: list, model, largest: int, progress, note_inference, 
     for job in jobs:
         by_length.setdefault(pieces[job[0]].shape[1], []).append(job)
     out = [[None] * clip.shape[0] for clip in pieces]
-    for length, group in by_length.items():
-        for first in range(0, len(group), largest):
-            part = group[first:first + largest]
-            size = next(b for b in BATCH_SIZES if b >= len(part)) if len(part) < largest else largest
-            batch = np.zeros((size, length), np.float32)
-            for row, (i, k) in zip(batch, part):
-                row[:] = pieces[i][k]
-            result = jax.device_get(settle_batch(jnp.asarray(batch), model, **specs))
+
+    def batches():
+        for length, group in by_length.items():
+            for first in range(0, len(group), largest):
+                part = group[first:first + largest]
+                size = next(b for b in BATCH_SIZES if b >= len(part)) if len(part) < largest else largest
+                batch = np.zeros((size, length), np.float32)
+                for row, (i, k) in zip(batch, part):
+                    row[:] = pieces[i][k]
+                # dispatched now, computed while the previous batch is fetched and finished
+                yield part, batch, settle_batch(jnp.asarray(batch), model, **specs)
+
+    pending = None
+    for current in itertools.chain(batches(), [None]):
+        if pending is not None:
+            part, batch, settled = pending
+            result = jax.device_get(settled)
             if note_inference is not None:
                 result, _ = with_notes(batch, result, model, note_inference=note_inference,
                                        note_prior=note_prior, voicing_db=voicing_db, **specs)
@@ -233,6 +244,7 @@ def _settle_chunks(pieces: list, model, largest: int, progress, note_inference, 
                 out[i][k] = jax.tree.map(lambda a, j=j: a[j], result)
             if progress is not None:
                 progress(len(part))
+        pending = current
     return out
 
 
