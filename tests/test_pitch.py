@@ -1,4 +1,6 @@
 """The fixed spectral encoder: salience peaks, exact tracking, explaining away, read-off."""
+import itertools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -46,7 +48,6 @@ def test_track_is_the_exact_dynamic_programming_optimum():
     def cost(p):
         return local[np.arange(6), p].sum() + 0.2 * np.abs(np.diff(p)).sum()
 
-    import itertools
     best = min(itertools.product(range(7), repeat=6), key=lambda p: cost(np.array(p)))
     assert cost(path) == pytest.approx(cost(np.array(best)), rel=1e-5)
 
@@ -73,6 +74,37 @@ def _assert_every_note_has_a_voice(audio, refs_hz, *, n_frames, f0_min_hz, f0_ma
 
 def _noise(n_frames):
     return 1e-3 * np.random.default_rng(0).normal(size=n_frames * HOP).astype(np.float32)
+
+
+def _midi_hz(midi):
+    return 440.0 * 2.0 ** ((np.asarray(midi, np.float64) - 69.0) / 12.0)
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_untangling_keeps_each_note_of_a_held_chord_in_one_voice(monkeypatch, exact):
+    if not exact:   # the greedy path for many voices
+        monkeypatch.setattr(pitch, "MAX_PERMUTED_VOICES", 2)
+    # Bb2-Eb3-G3 found as voices that swap notes (any order, changing every 10 frames)
+    rng = np.random.default_rng(0)
+    orders = np.array(list(itertools.permutations(range(3))))[rng.integers(0, 6, size=13)]
+    orders[0] = (0, 1, 2)
+    tangled = np.array([55, 51, 46])[np.repeat(orders, 10, axis=0)[:125].T]
+    out = np.asarray(jax.jit(pitch.untangle)(jnp.asarray(_midi_hz(tangled), jnp.float32)))
+    midi = 69 + 12 * np.log2(out / 440.0)
+    np.testing.assert_allclose(midi, np.array([[55.0], [51.0], [46.0]]) * np.ones((1, 125)), atol=1e-3)
+    np.testing.assert_allclose(np.sort(out, axis=0), np.sort(_midi_hz(tangled), axis=0), rtol=1e-6)
+
+
+def test_untangling_keeps_a_held_note_in_one_voice_under_a_melody():
+    rng = np.random.default_rng(3)
+    melody = np.repeat(rng.integers(45, 56, size=8), 16).astype(np.float64)   # 8 notes below A4
+    held = np.full(melody.size, 69.0)
+    tracks = np.stack([melody, held])
+    swapped = rng.random(melody.size) < 0.3                                    # labels shuffled
+    tangled = np.where(swapped[None], tracks[::-1], tracks)
+    tangled[:, 0] = tracks[:, 0]
+    out = np.asarray(pitch.untangle(jnp.asarray(_midi_hz(tangled), jnp.float32)))
+    np.testing.assert_allclose(69 + 12 * np.log2(out / 440.0), tracks, atol=1e-3)
 
 
 def test_second_voice_is_found_after_explaining_away():

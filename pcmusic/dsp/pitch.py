@@ -21,6 +21,8 @@ It proposes; the oscillator-bank energy decides (see `pcmusic.perceive`).
 """
 from __future__ import annotations
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -44,6 +46,8 @@ ENVELOPE_KNOTS = 6          # a voice's envelope: hat functions at log2 k = 0 ..
 FIT_ITERATIONS = 200        # multiplicative non-negative least-squares updates
 REFINE_CENTS = 30.0         # a candidate is put on its partials within this many cents
 FIT_FRAME_STRIDE = 4        # the fit reads every 4th control frame
+MAX_PERMUTED_VOICES = 4     # voices untangled over all their orders (4! = 24); greedy beyond
+SWITCH_OCTAVES = 1e-3       # ... and relabelled only where that saves more movement than this
 
 
 def analysis_fft_size(sample_rate: int) -> int:
@@ -299,6 +303,53 @@ def refine_f0(spectrum: jax.Array, f0_hz: jax.Array, *, sample_rate: int,
     return jnp.take_along_axis(trial, best[..., None], axis=-1)[..., 0]
 
 
+def untangle(f0_hz: jax.Array) -> jax.Array:
+    """Voice tracks relabelled frame by frame so that each voice moves least.
+
+    Tracks found one voice at a time may swap notes: a voice's best path can leave its
+    note for another's where that one is louder, and a later voice takes up what it left,
+    so a held chord comes back as voices that jump between its notes. The order of the
+    voices in each frame is chosen to minimise sum_t sum_v |log2 f_v(t) - log2 f_v(t-1)|
+    plus SWITCH_OCTAVES for each change of order (a tie keeps the labels; the first
+    frame keeps its order): exactly, by dynamic programming over the V!
+    orders, up to MAX_PERMUTED_VOICES voices; beyond that greedily, frame by frame, each
+    voice in turn taking the nearest track left. The set of pitches in every frame is
+    unchanged. f0_hz `[V, n_frames]` (Hz, > 0) -> `[V, n_frames]`.
+    """
+    n_voices, n_frames = f0_hz.shape
+    if n_voices == 1 or n_frames == 1:
+        return f0_hz
+    x = jnp.log2(f0_hz)
+    if n_voices > MAX_PERMUTED_VOICES:
+        def greedy(previous, column):
+            def take(free, prev_v):
+                cost = jnp.where(free, jnp.abs(column - prev_v), jnp.inf)
+                j = jnp.argmin(cost)
+                return free.at[j].set(False), j
+            _, order = lax.scan(take, jnp.ones(n_voices, bool), previous)
+            return column[order], column[order]
+        _, rest = lax.scan(greedy, x[:, 0], x[:, 1:].T)
+        return jnp.exp2(jnp.concatenate([x[:, :1], rest.T], axis=1))
+    orders = jnp.asarray(list(itertools.permutations(range(n_voices))), jnp.int32)   # [P, V]
+    candidates = jnp.transpose(x[orders], (2, 0, 1))                                 # [F, P, V]
+    moves = jnp.sum(jnp.abs(candidates[1:, :, None, :] - candidates[:-1, None, :, :]), axis=-1)   # [F-1, Q, P]
+    n_orders = orders.shape[0]
+    moves = moves + jnp.where(jnp.eye(n_orders, dtype=bool), 0.0, jnp.float32(SWITCH_OCTAVES))[None]
+    start = jnp.where(jnp.arange(n_orders) == 0, 0.0, jnp.inf)   # order 0 is the identity
+
+    def forward(total, move):                     # move[q, p]: from order p (frame t-1) to q (t)
+        options = total[None, :] + move
+        return jnp.min(options, axis=1), jnp.argmin(options, axis=1)
+    total, back = lax.scan(forward, start, moves)
+
+    def backward(order, back_t):
+        return back_t[order], order
+    first, path = lax.scan(backward, jnp.argmin(total), back, reverse=True)
+    path = jnp.concatenate([first[None], path])                                    # [F]
+    chosen = orders[path]                                                           # [F, V]
+    return jnp.take_along_axis(f0_hz, chosen.T, axis=0)
+
+
 def choose_ratios(spectrum: jax.Array, f0_hz: jax.Array, *, sample_rate: int,
                   f0_min_hz: float, f0_max_hz: float) -> jax.Array:
     """Move voices to a fraction or multiple of their tracks where the chord fits better.
@@ -351,7 +402,8 @@ def propose(audio, *, sample_rate: int, hop: int, n_frames: int, n_voices: int,
     explained away (one sweep of iterated conditional modes): a voice taken first
     because it explains several notes at once (a sub-octave of a fifth, a common
     sub-harmonic) gives way once the notes it stood for have voices of their own.
-    Last, `choose_ratios` moves voices left on a sub-harmonic or an upper partial of a
+    The tracks are then untangled (`untangle`: a voice keeps its note through a held
+    chord). Last, `choose_ratios` moves voices left on a sub-harmonic or an upper partial of a
     note.
     Traceable (jit with the keyword arguments static).
     """
@@ -369,6 +421,6 @@ def propose(audio, *, sample_rate: int, hop: int, n_frames: int, n_voices: int,
             for f0 in others:
                 spectrum = cancel_partials(spectrum, f0, sample_rate=sample_rate)
             tracks[v] = _best_track(spectrum, grid, others, sample_rate=sample_rate)
-        return choose_ratios(full, jnp.stack(tracks), sample_rate=sample_rate,
+        return choose_ratios(full, untangle(jnp.stack(tracks)), sample_rate=sample_rate,
                              f0_min_hz=f0_min_hz, f0_max_hz=f0_max_hz)
     return jnp.stack(tracks)
