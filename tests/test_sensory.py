@@ -94,6 +94,21 @@ def test_blur_of_zero_width_is_identity_and_weights_follow_hops():
     assert sensory.resolution_weights(SS, 128) == tuple((n // 4) / 128 for n in SS.resolutions)
 
 
+def test_an_unblurred_energy_equals_a_blur_of_zero_width():
+    # perception skips the blur's FFTs once its width has faded to 0
+    c = _controls()
+    x = C.render(c, CS, key=jax.random.key(0))
+    observed = sensory.observe(x, SS)
+    other = dict(c, log2_f0=c["log2_f0"] + 0.02)
+    kw = dict(cspec=CS, sspec=SS, precision=0.01)
+    skipped, errors = sensory.sensory_energy(other, observed, None, **kw)
+    blurred, errors0 = sensory.sensory_energy(other, observed, jnp.zeros(1, jnp.float32), **kw)
+    np.testing.assert_allclose(skipped, blurred, rtol=1e-4)
+    assert float(skipped[0]) > 0
+    for a, b in zip(errors, errors0):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_default_prior_is_zero_when_flat_and_grows_with_jitter():
     c = _controls()
     c["log_inharm"] = jnp.full((1, 2), priors.ControlPrior().inharm_mean, jnp.float32)
