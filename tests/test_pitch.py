@@ -95,6 +95,17 @@ def test_untangling_keeps_each_note_of_a_held_chord_in_one_voice(monkeypatch, ex
     np.testing.assert_allclose(np.sort(out, axis=0), np.sort(_midi_hz(tangled), axis=0), rtol=1e-6)
 
 
+def test_untangling_keeps_a_held_note_where_another_voice_leaps():
+    # Bb2-G3-Eb3, then Eb3 found as Eb4: the voice on Eb3 (not the one on G3) makes the leap
+    n = 60
+    tracks = np.stack([np.full(n, 46.0), np.r_[np.full(30, 55.0), np.full(30, 63.0)],
+                       np.r_[np.full(30, 51.0), np.full(30, 55.0)]])
+    out = np.asarray(pitch.untangle(jnp.asarray(_midi_hz(tracks), jnp.float32)))
+    midi = 69 + 12 * np.log2(out / 440.0)
+    want = np.stack([tracks[0], np.full(n, 55.0), np.r_[np.full(30, 51.0), np.full(30, 63.0)]])
+    np.testing.assert_allclose(midi, want, atol=1e-3)
+
+
 def test_untangling_keeps_a_held_note_in_one_voice_under_a_melody():
     rng = np.random.default_rng(3)
     melody = np.repeat(rng.integers(45, 56, size=8), 16).astype(np.float64)   # 8 notes below A4

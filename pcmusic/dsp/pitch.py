@@ -47,7 +47,8 @@ FIT_ITERATIONS = 200        # multiplicative non-negative least-squares updates
 REFINE_CENTS = 30.0         # a candidate is put on its partials within this many cents
 FIT_FRAME_STRIDE = 4        # the fit reads every 4th control frame
 MAX_PERMUTED_VOICES = 4     # voices untangled over all their orders (4! = 24); greedy beyond
-SWITCH_OCTAVES = 1e-3       # ... and relabelled only where that saves more movement than this
+MOVE_SCALE_CENTS = 50.0     # a voice's move from frame to frame costs log(1 + |move| / this)
+SWITCH_CENTS = 1.2          # ... and relabelling costs as much as a move of this many cents
 
 
 def analysis_fft_size(sample_rate: int) -> int:
@@ -309,9 +310,12 @@ def untangle(f0_hz: jax.Array) -> jax.Array:
     Tracks found one voice at a time may swap notes: a voice's best path can leave its
     note for another's where that one is louder, and a later voice takes up what it left,
     so a held chord comes back as voices that jump between its notes. The order of the
-    voices in each frame is chosen to minimise sum_t sum_v |log2 f_v(t) - log2 f_v(t-1)|
-    plus SWITCH_OCTAVES for each change of order (a tie keeps the labels; the first
-    frame keeps its order): exactly, by dynamic programming over the V!
+    voices in each frame is chosen to minimise sum_t sum_v log(1 + |c_v(t) - c_v(t-1)| / s),
+    c in cents and s = MOVE_SCALE_CENTS, plus the cost of a SWITCH_CENTS move for each
+    change of order (a tie keeps the labels; the first frame keeps its order). The cost is
+    concave: where one note of a chord changes, the voices that hold keep their notes and
+    one voice makes the whole leap, rather than several voices a step each. Exactly, by
+    dynamic programming over the V!
     orders, up to MAX_PERMUTED_VOICES voices; beyond that greedily, frame by frame, each
     voice in turn taking the nearest track left. The set of pitches in every frame is
     unchanged. f0_hz `[V, n_frames]` (Hz, > 0) -> `[V, n_frames]`.
@@ -319,7 +323,7 @@ def untangle(f0_hz: jax.Array) -> jax.Array:
     n_voices, n_frames = f0_hz.shape
     if n_voices == 1 or n_frames == 1:
         return f0_hz
-    x = jnp.log2(f0_hz)
+    x = jnp.log2(f0_hz) * jnp.float32(1200.0 / MOVE_SCALE_CENTS)   # in units of the scale
     if n_voices > MAX_PERMUTED_VOICES:
         def greedy(previous, column):
             def take(free, prev_v):
@@ -327,14 +331,16 @@ def untangle(f0_hz: jax.Array) -> jax.Array:
                 j = jnp.argmin(cost)
                 return free.at[j].set(False), j
             _, order = lax.scan(take, jnp.ones(n_voices, bool), previous)
-            return column[order], column[order]
-        _, rest = lax.scan(greedy, x[:, 0], x[:, 1:].T)
-        return jnp.exp2(jnp.concatenate([x[:, :1], rest.T], axis=1))
+            return column[order], order
+        _, order = lax.scan(greedy, x[:, 0], x[:, 1:].T)
+        return jnp.concatenate([f0_hz[:, :1], jnp.take_along_axis(f0_hz[:, 1:], order.T, axis=0)], axis=1)
     orders = jnp.asarray(list(itertools.permutations(range(n_voices))), jnp.int32)   # [P, V]
     candidates = jnp.transpose(x[orders], (2, 0, 1))                                 # [F, P, V]
-    moves = jnp.sum(jnp.abs(candidates[1:, :, None, :] - candidates[:-1, None, :, :]), axis=-1)   # [F-1, Q, P]
+    moves = jnp.sum(jnp.log1p(jnp.abs(candidates[1:, :, None, :] - candidates[:-1, None, :, :])),
+                    axis=-1)                                                         # [F-1, Q, P]
     n_orders = orders.shape[0]
-    moves = moves + jnp.where(jnp.eye(n_orders, dtype=bool), 0.0, jnp.float32(SWITCH_OCTAVES))[None]
+    switch = jnp.float32(np.log1p(SWITCH_CENTS / MOVE_SCALE_CENTS))
+    moves = moves + jnp.where(jnp.eye(n_orders, dtype=bool), 0.0, switch)[None]
     start = jnp.where(jnp.arange(n_orders) == 0, 0.0, jnp.inf)   # order 0 is the identity
 
     def forward(total, move):                     # move[q, p]: from order p (frame t-1) to q (t)
