@@ -314,11 +314,10 @@ def untangle(f0_hz: jax.Array) -> jax.Array:
     c in cents and s = MOVE_SCALE_CENTS, plus the cost of a SWITCH_CENTS move for each
     change of order (a tie keeps the labels; the first frame keeps its order). The cost is
     concave: where one note of a chord changes, the voices that hold keep their notes and
-    one voice makes the whole leap, rather than several voices a step each. Exactly, by
-    dynamic programming over the V!
-    orders, up to MAX_PERMUTED_VOICES voices; beyond that greedily, frame by frame, each
-    voice in turn taking the nearest track left. The set of pitches in every frame is
-    unchanged. f0_hz `[V, n_frames]` (Hz, > 0) -> `[V, n_frames]`.
+    one voice makes the whole leap, rather than several voices a step each. Solved exactly
+    by dynamic programming over the V! orders up to MAX_PERMUTED_VOICES voices; beyond that
+    greedily, frame by frame, each voice in turn taking the nearest track left. The set of
+    pitches in every frame is unchanged. f0_hz `[V, n_frames]` (Hz, > 0) -> `[V, n_frames]`.
     """
     n_voices, n_frames = f0_hz.shape
     if n_voices == 1 or n_frames == 1:
@@ -409,8 +408,8 @@ def propose(audio, *, sample_rate: int, hop: int, n_frames: int, n_voices: int,
     because it explains several notes at once (a sub-octave of a fifth, a common
     sub-harmonic) gives way once the notes it stood for have voices of their own.
     The tracks are then untangled (`untangle`: a voice keeps its note through a held
-    chord). Last, `choose_ratios` moves voices left on a sub-harmonic or an upper partial of a
-    note.
+    chord). Last, `choose_ratios` moves voices left on a sub-harmonic or an upper partial
+    of a note.
     Traceable (jit with the keyword arguments static).
     """
     grid = f0_grid(f0_min_hz, f0_max_hz)
