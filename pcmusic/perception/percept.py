@@ -221,6 +221,11 @@ def _settle_chunks(pieces: list, model, largest: int, progress, note_inference, 
         by_length.setdefault(pieces[job[0]].shape[1], []).append(job)
     out = [[None] * clip.shape[0] for clip in pieces]
 
+    # On an accelerator the next batch is dispatched before the last one is fetched and
+    # finished on the host (its notes, its percept); on the CPU host and device share the
+    # cores, so nothing overlaps and two batches in flight only cost memory.
+    ahead = jax.default_backend() != "cpu"
+
     def batches():
         for length, group in by_length.items():
             for first in range(0, len(group), largest):
@@ -229,8 +234,8 @@ def _settle_chunks(pieces: list, model, largest: int, progress, note_inference, 
                 batch = np.zeros((size, length), np.float32)
                 for row, (i, k) in zip(batch, part):
                     row[:] = pieces[i][k]
-                # dispatched now, computed while the previous batch is fetched and finished
-                yield part, batch, settle_batch(jnp.asarray(batch), model, **specs)
+                settled = settle_batch(jnp.asarray(batch), model, **specs)
+                yield part, batch, settled if ahead else jax.device_get(settled)
 
     pending = None
     for current in itertools.chain(batches(), [None]):
