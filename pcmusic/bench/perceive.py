@@ -380,11 +380,12 @@ def batch_rows(*, quick: bool, batch_sizes: tuple[int, ...] | None = None) -> li
 
     clips16 = [melody_signal(1.0, 16000, seed=i) for i in range(n_clips)]
     specs = dict(zip(("cspec", "sspec", "prior", "inference"), resolve_specs(model=None, n_voices=1)))
+    cspec = specs["cspec"]
+    n_samples = chunks.plan(cspec.n_frames(clips16[0].size)).chunk_frames * cspec.hop
+    padded = np.stack([np.pad(c, (0, n_samples - c.size)) for c in clips16])
     for size in batch_sizes:
         row = case(f"{n_clips} clips x 1 s @ 16 kHz", clips16, 16000, size, False, 1.0)
-        cspec = specs["cspec"]
-        n_samples = chunks.plan(cspec.n_frames(clips16[0].size)).chunk_frames * cspec.hop
-        batch = jnp.asarray(np.stack([np.pad(c, (0, n_samples - c.size)) for c in clips16[:size]]))
+        batch = jnp.asarray(padded[:size])
         row["device s/clip"] = time_call(lambda: settle_batch(batch, None, **specs).energy,
                                          n_repeats=3) / size
     size = max(batch_sizes)

@@ -104,12 +104,12 @@ def make_energy_fn(observed: tuple, blur0_hz: jax.Array, *, cspec, sspec, prior,
     (sensory, controls, then the model's upper levels)."""
     def fn(latents, step):
         c = latents["controls"]
-        fade = sensory.blur_fade(step, inference.n_steps)
         sense = functools.partial(sensory.sensory_energy, c, observed, cspec=cspec, sspec=sspec,
                                   precision=inference.sensory_precision)
         if inference.blur == 0:
             e_sens, errors = sense(None)
         else:   # the blur has faded out after half the steps: skip its FFTs from then on
+            fade = sensory.blur_fade(step, inference.n_steps)
             e_sens, errors = jax.lax.cond(fade > 0, lambda: sense(blur0_hz * fade), lambda: sense(None))
         terms = [jnp.sum(e_sens), jnp.sum(priors.energy(c, prior, cspec))]
         all_errors = [errors, None]

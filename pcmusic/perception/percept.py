@@ -14,7 +14,7 @@ P_voice / (P_voice + P_noise), zero where unvoiced.
 """
 from __future__ import annotations
 
-import itertools
+import collections
 from typing import Any, NamedTuple
 
 import jax
@@ -221,12 +221,7 @@ def _settle_chunks(pieces: list, model, largest: int, progress, note_inference, 
         by_length.setdefault(pieces[job[0]].shape[1], []).append(job)
     out = [[None] * clip.shape[0] for clip in pieces]
 
-    # On an accelerator the next batch is dispatched before the last one is fetched and
-    # finished on the host (its notes, its percept); on the CPU host and device share the
-    # cores, so nothing overlaps and two batches in flight only cost memory.
-    ahead = jax.default_backend() != "cpu"
-
-    def batches():
+    def dispatched():
         for length, group in by_length.items():
             for first in range(0, len(group), largest):
                 part = group[first:first + largest]
@@ -234,22 +229,29 @@ def _settle_chunks(pieces: list, model, largest: int, progress, note_inference, 
                 batch = np.zeros((size, length), np.float32)
                 for row, (i, k) in zip(batch, part):
                     row[:] = pieces[i][k]
-                settled = settle_batch(jnp.asarray(batch), model, **specs)
-                yield part, batch, settled if ahead else jax.device_get(settled)
+                yield part, batch, settle_batch(jnp.asarray(batch), model, **specs)
 
-    pending = None
-    for current in itertools.chain(batches(), [None]):
-        if pending is not None:
-            part, batch, settled = pending
-            result = jax.device_get(settled)
-            if note_inference is not None:
-                result, _ = with_notes(batch, result, model, note_inference=note_inference,
-                                       note_prior=note_prior, voicing_db=voicing_db, **specs)
-            for j, (i, k) in enumerate(part):
-                out[i][k] = jax.tree.map(lambda a, j=j: a[j], result)
-            if progress is not None:
-                progress(len(part))
-        pending = current
+    def finish(part, batch, settled):
+        result = jax.device_get(settled)
+        if note_inference is not None:
+            result, _ = with_notes(batch, result, model, note_inference=note_inference,
+                                   note_prior=note_prior, voicing_db=voicing_db, **specs)
+        for j, (i, k) in enumerate(part):
+            out[i][k] = jax.tree.map(lambda a, j=j: a[j], result)
+        if progress is not None:
+            progress(len(part))
+
+    # On an accelerator one batch is dispatched ahead, computed while the last is fetched and
+    # finished on the host (its notes, its percept); on the CPU host and device share the
+    # cores, so nothing would overlap and a batch in flight would only cost memory.
+    ahead = 0 if jax.default_backend() == "cpu" else 1
+    in_flight: collections.deque = collections.deque()
+    for item in dispatched():
+        in_flight.append(item)
+        if len(in_flight) > ahead:
+            finish(*in_flight.popleft())
+    while in_flight:
+        finish(*in_flight.popleft())
     return out
 
 
