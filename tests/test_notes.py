@@ -132,6 +132,51 @@ def test_a_fitted_tuning_prior_learns_the_lattice_of_its_data(step_cents):
     assert np.all(np.diff(phrase[:, 0]) > 0) and np.all(phrase[:, 1] > phrase[:, 0])
 
 
+def _scattered_12tet_prior(scatter_cents):
+    """A prior fitted to 12-TET phrases whose notes scatter N(0, scatter_cents) about the lattice."""
+    rng = np.random.default_rng(3)
+    corpus = []
+    for p in _phrases(100.0, rng):
+        p = p.copy()
+        p[:, 2] *= 2.0 ** (scatter_cents * rng.standard_normal(p.shape[0]) / 1200.0)
+        corpus.append(p)
+    return note_prior.fit(corpus)
+
+
+def test_the_tuning_prior_is_as_sharp_as_its_data():
+    # Precisely intoned notes (0.5 cents) give peaks that have fallen e^3-fold 8 cents off
+    # (a fixed 6-cent smoothing: e^0.9); notes sung loosely (12 cents) give one smooth peak
+    # per pitch, give or take a rare one or one split by the scatter (a fixed 1-cent
+    # smoothing: ~100 peaks).
+    precise, loose = _scattered_12tet_prior(0.5), _scattered_12tet_prior(12.0)
+    at = jnp.asarray([np.log2(261.63), np.log2(261.63) + 8.0 / 1200.0], jnp.float32)
+    d = np.asarray(note_prior.tuning_log_density(at, precise))
+    assert d[0] - d[1] > 3.0
+    assert len(note_prior.lattice_cents(precise, max_peaks=200)) == 12
+    assert 10 <= len(note_prior.lattice_cents(loose, max_peaks=200)) <= 14
+    with pytest.raises(PcmusicError, match="smooth_cents"):
+        note_prior.fit(_phrases(100.0, np.random.default_rng(0)), smooth_cents=0.0)
+
+
+def test_the_tuning_width_is_judged_by_whole_phrases_left_out():
+    # Each phrase is played out of tune by its own offset (s.d. 8 cents), its repeated
+    # pitches heard alike: notes left out one by one would find their twins in their own
+    # phrase and choose the narrowest width (peaks split by phrase); left out by phrase,
+    # the width follows the spread between phrases.
+    rng = np.random.default_rng(4)
+    corpus = []
+    for p in _phrases(100.0, rng, n=60):
+        p = p.copy()
+        p[:, 2] *= 2.0 ** (8.0 * rng.standard_normal() / 1200.0)
+        corpus.append(p)
+    prior = note_prior.fit(corpus)
+    on = np.log2(261.63) + np.arange(0, 1200, 100.0) / 1200.0
+    d = np.asarray(note_prior.tuning_log_density(jnp.asarray(np.concatenate([on, on + 6 / 1200]), jnp.float32),
+                                                 prior))
+    assert np.median(d[:12] - d[12:]) < 1.5              # 6 cents off: still on the peak
+    assert len(note_prior.lattice_cents(prior, max_peaks=200)) <= 14
+
+
 @pytest.mark.parametrize("articulation", [0.85, 0.3])
 def test_a_fitted_rhythm_prior_learns_rests_and_tempo_and_samples_at_the_corpus_rate(articulation):
     rng = np.random.default_rng(1)

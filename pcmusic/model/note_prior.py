@@ -7,7 +7,18 @@ Bohlen-Pierce):
     p_tuning(x) = (1 - eps) * h(x mod P) + eps / P
 
 h a circular histogram of the training notes' pitch classes (TUNING_BINS bins per
-period) smoothed by a Gaussian of `smooth_cents`. No grid is built in: 12-TET data
+period) smoothed by a Gaussian whose width is the data's own: the candidate of
+SMOOTH_CENTS that maximises the likelihood of each phrase's notes under the density of
+the other phrases (leave one phrase out),
+
+    sum_i log[(1 - eps) (S_w[b_i] - sum_{j in p(i)} k_w(b_i - b_j)) / (n - n_p(i)) + eps / TUNING_BINS],
+
+S_w the histogram smoothed at width w, b_i note i's bin, p(i) its phrase of n_p(i)
+notes, k_w the kernel (so precisely intoned or symbolic data gets sharp peaks, a sung
+corpus wide ones; the sampler's pitches scatter about each peak by its width). Whole
+phrases are left out because a phrase's notes are not independent draws: a pitch
+repeated in one performance is heard alike each time. With a single phrase each note
+is left out alone. The interval density's width is chosen in the same way. No grid is built in: 12-TET data
 learns twelve peaks, 5-TET five, just intonation its own ratios, and a prior fitted
 to nothing is flat (eps = 1). Its energy per present note is -log p_tuning(log2 f0),
 linearly interpolated so that it has a gradient in the pitch.
@@ -38,6 +49,7 @@ from pcmusic.errors import PcmusicError
 NOTE_COLUMNS = ("onset_s", "offset_s", "f0_hz", "loudness_db", "confidence")
 TUNING_BINS = 1200            # bins per period (1 cent for an octave)
 INTERVAL_RANGE_CENTS = 2400   # intervals beyond two octaves are not modelled
+SMOOTH_CENTS = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0)  # widths tried
 REST_GAP_S = 0.05             # a rest is at least this long (see `fit`)
 NOTE_COST = 3.0               # nats per present note: a note must explain this much
 
@@ -110,30 +122,74 @@ def _check_phrases(phrases: Sequence) -> list[np.ndarray]:
     return out
 
 
-def fit(phrases: Sequence, *, period_oct: float = 1.0, smooth_cents: float = 6.0,
+def _cv_smoothed(counts: np.ndarray, bins: np.ndarray, groups: np.ndarray, smooth, widths_bins,
+                floor: float, *, circular: bool) -> np.ndarray:
+    """counts smoothed (`smooth(counts, width)`) at the width of `widths_bins` under which
+    the data (bin index per point, `bins`) are most likely when each group (phrase,
+    `groups`) is left out in turn (module docstring); each point alone where there are
+    fewer than two groups. float64 like counts."""
+    n, size = bins.size, counts.size
+    if n < 2 or len(widths_bins) == 1:
+        return smooth(counts, widths_bins[0])
+    if np.unique(groups).size < 2:
+        groups = np.arange(n)
+    centre = size // 2
+    impulse = np.zeros_like(counts)
+    impulse[centre] = 1.0
+    members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+    best, best_score = None, -np.inf
+    for width in widths_bins:
+        smoothed, kernel = smooth(counts, width), smooth(impulse, width)
+        own = np.zeros(n)
+        for idx in members:          # each point's share of S from its own group
+            d = bins[idx][:, None] - bins[idx][None, :]
+            if circular:
+                d = (d + centre) % size - centre
+            at = centre + d
+            inside = (at >= 0) & (at < size)
+            own[idx] = np.sum(np.where(inside, kernel[np.clip(at, 0, size - 1)], 0.0), axis=1)
+            own[idx] /= max(n - idx.size, 1)
+        left = np.array([n - m.size for m in members])[np.searchsorted(np.unique(groups), groups)]
+        held_out = np.maximum(smoothed[bins] / left - own, 0.0)
+        score = np.sum(np.log((1 - floor) * held_out + floor / size))
+        if score > best_score:
+            best, best_score = smoothed, score
+    return best
+
+
+def fit(phrases: Sequence, *, period_oct: float = 1.0, smooth_cents: float | None = None,
         floor: float = 0.02) -> NotePrior:
     """The prior of a corpus of phrases (each note records `[n, >=4]`, NOTE_COLUMNS).
 
     period_oct: the tuning's period (given, in octaves). smooth_cents: s.d. of the
-    histograms' smoothing. floor: eps, the uniform share that keeps every pitch
-    possible. Returns a NotePrior.
+    tuning's and the intervals' smoothing (cents); None: each chosen from SMOOTH_CENTS
+    by held-out likelihood (module docstring). floor: eps, the uniform share
+    that keeps every pitch possible. Returns a NotePrior.
     """
     if not period_oct > 0:
         raise PcmusicError(f"period_oct must be > 0; got {period_oct}")
+    if smooth_cents is not None and not smooth_cents > 0:
+        raise PcmusicError(f"smooth_cents must be > 0 (or None: chosen from the data); got {smooth_cents}")
+    widths = SMOOTH_CENTS if smooth_cents is None else (smooth_cents,)
     phrases = _check_phrases(phrases)
     pitches = np.concatenate([np.log2(a[:, 2]) for a in phrases])
+    phrase_of = np.concatenate([np.full(a.shape[0], i) for i, a in enumerate(phrases)])
     classes = np.mod(pitches, period_oct) / period_oct
-    hist = np.bincount(np.floor(classes * TUNING_BINS).astype(int) % TUNING_BINS,
-                       minlength=TUNING_BINS).astype(np.float64)
+    bins = np.floor(classes * TUNING_BINS).astype(int) % TUNING_BINS
+    hist = np.bincount(bins, minlength=TUNING_BINS).astype(np.float64)
     bins_per_cent = TUNING_BINS / (1200.0 * period_oct)
-    hist = _circular_smooth(hist, smooth_cents * bins_per_cent)
+    hist = _cv_smoothed(hist, bins, phrase_of, _circular_smooth, [w * bins_per_cent for w in widths], floor,
+                        circular=True)
     density = (1 - floor) * hist / hist.sum() + floor / TUNING_BINS      # per bin
     tuning = np.log(density * TUNING_BINS / period_oct)                  # per octave-unit
     steps = [np.diff(np.log2(a[:, 2])) * 1200.0 for a in phrases if a.shape[0] > 1]
+    step_of = np.concatenate([np.full(a.shape[0] - 1, i) for i, a in enumerate(phrases) if a.shape[0] > 1]
+                             or [np.zeros(0, int)])
     steps = np.concatenate(steps) if steps else np.zeros(0)
     steps = np.clip(np.round(steps), -INTERVAL_RANGE_CENTS, INTERVAL_RANGE_CENTS).astype(int)
     ihist = np.bincount(steps + INTERVAL_RANGE_CENTS, minlength=2 * INTERVAL_RANGE_CENTS + 1).astype(np.float64)
-    ihist = _linear_smooth(ihist, smooth_cents) + 1e-9
+    ihist = _cv_smoothed(ihist, steps + INTERVAL_RANGE_CENTS, step_of, _linear_smooth, widths, floor,
+                         circular=False) + 1e-9
     ihist = (1 - floor) * ihist / ihist.sum() + floor / ihist.size
     iois, gaps, arts = [], [], []
     for a in phrases:
