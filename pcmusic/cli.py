@@ -280,17 +280,26 @@ def _cmd_generate(args: argparse.Namespace) -> None:
     from pcmusic import generation, outputs
     from pcmusic.training import load_model
 
-    if args.notes is not None:
-        return _generate_phrases(args)
+    from pcmusic.training.checkpoint import note_prior_path
+
     if args.ckpt is None:
-        raise PcmusicError("generate needs --ckpt (a trained run) or --notes (a note prior from pcmusic notes fit)")
+        if args.notes is None:
+            raise PcmusicError("generate needs --ckpt (a trained run) or --notes (a note prior from pcmusic "
+                               "notes fit)")
+        return _generate_phrases(args, args.notes)
+    if args.notes is not None and (args.no_notes or args.intent is not None):
+        raise PcmusicError("--notes makes phrases of notes; --no-notes and --intent make sounds from the "
+                           "run's hierarchy: give one or the other")
     out = checks.writable_dir(args.out, "--out")
     if args.n is not None:
         checks.integer(args.n, "--n", minimum=1)
     checks.real(args.seconds, "--seconds", minimum=0.0, strict_minimum=True)
     checks.integer(args.refine, "--refine", minimum=0)
-    args.listen = 4 if args.listen is None else checks.integer(args.listen, "--listen", minimum=0)
     model, cfg = load_model(args.ckpt, step=args.step)
+    prior = args.notes or (None if args.no_notes or args.intent is not None else note_prior_path(args.ckpt))
+    if prior is not None:
+        return _generate_phrases(args, prior, model=model, cfg=cfg)
+    args.listen = 4 if args.listen is None else checks.integer(args.listen, "--listen", minimum=0)
     intent, n = None, 4 if args.n is None else args.n
     if args.intent is not None:
         intent = outputs.read_intent(args.intent, d_top=model.spec.latent_dims[-1])
@@ -316,8 +325,9 @@ def _cmd_generate(args: argparse.Namespace) -> None:
     print(f"wrote {n} sample(s) to {out}")
 
 
-def _generate_phrases(args: argparse.Namespace) -> None:
-    """`generate --notes PRIOR.npz`: phrases from a note prior, refined by listening."""
+def _generate_phrases(args: argparse.Namespace, prior_path, *, model=None, cfg=None) -> None:
+    """`generate --notes PRIOR.npz` or `--ckpt RUN` with a note prior: phrases of notes,
+    corrected by listening (with the run's model: its timbre, heard by its perception)."""
     import jax
     import numpy as np
 
@@ -326,21 +336,23 @@ def _generate_phrases(args: argparse.Namespace) -> None:
     from pcmusic.generation import phrases
     from pcmusic.model import ControlSpec, note_prior
 
-    if args.ckpt is not None or args.intent is not None:
-        raise PcmusicError("--notes generates from a note prior alone; leave out --ckpt and --intent")
+    if args.intent is not None:
+        raise PcmusicError("--intent clamps the hierarchy's intent; phrases of notes draw their own: "
+                           "leave out --notes, or add --no-notes with --ckpt")
     out = checks.writable_dir(args.out, "--out")
     n = 4 if args.n is None else checks.integer(args.n, "--n", minimum=1)
     checks.real(args.seconds, "--seconds", minimum=0.0, strict_minimum=True)
     listen = 2 if args.listen is None else checks.integer(args.listen, "--listen", minimum=0)
-    prior = note_prior.load(builtin.note_prior_path(args.notes))
+    prior = note_prior.load(builtin.note_prior_path(prior_path))
     names = [f"sample_{i}{suffix}" for i in range(n) for suffix in (".wav", ".mid", ".notes.csv")]
     clash = [name for name in names + ["summary.json"] if (out / name).exists()]
     if clash and not args.force:
         raise PcmusicError(f"{out} already holds {', '.join(clash[:4])}{' ...' if len(clash) > 4 else ''}; "
                            "nothing was written: choose another --out or pass --force")
-    rate = ControlSpec().sample_rate
+    rate = (ControlSpec() if model is None else model.spec.controls).sample_rate
     made = phrases.generate_phrases(jax.random.key(args.seed), prior, n=n, seconds=args.seconds,
-                                    listen_steps=listen)
+                                    listen_steps=listen, model=model,
+                                    inference=None if cfg is None else cfg.inference)
     out.mkdir(parents=True, exist_ok=True)
     records = []
     for i, phrase in enumerate(made):
@@ -355,7 +367,8 @@ def _generate_phrases(args: argparse.Namespace) -> None:
                         "heard_notes": int(len(phrase.heard)),
                         "median_abs_pitch_error_cents": (None if not np.any(np.isfinite(errors)) else
                                                          round(float(np.nanmedian(np.abs(errors))), 2))})
-    summary = {"note_prior": str(args.notes), "seed": args.seed, "n": n, "seconds": args.seconds,
+    summary = {"checkpoint": None if args.ckpt is None else str(args.ckpt), "note_prior": str(prior_path),
+               "seed": args.seed, "n": n, "seconds": args.seconds,
                "listen_steps": listen, "sample_rate": rate, "samples": records}
     outputs.write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     print(f"wrote {n} phrase(s) to {out}")
@@ -496,9 +509,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="clamp these intents (array 'intent', [n, 1, d_top], [n, d_top] or [d_top]: "
                         "a sample_i_intent.npz of a generation, or perceive --intent-out)")
     p.add_argument("--notes", default=None, metavar="PRIOR.npz",
-                   help="instead of --ckpt: phrases of notes from a note prior (pcmusic notes fit, or "
-                        "builtin:tiny's 12-TET prior), each "
-                        "with its MIDI; --listen then counts hearings of itself (hear, correct, hear ...)")
+                   help="phrases of notes from this note prior (pcmusic notes fit, or builtin:tiny's "
+                        "12-TET prior), each with its MIDI; with --ckpt, in the run's timbre and heard by "
+                        "its perception. A run trained with train.note_prior_clips has its own prior and "
+                        "makes phrases without --notes. --listen then counts hearings of itself (hear, "
+                        "correct, hear ...); --refine is not used")
+    p.add_argument("--no-notes", action="store_true",
+                   help="with --ckpt: sounds from the run's hierarchy (intent, refinement, listening) even "
+                        "where the run has a note prior")
     p.add_argument("--force", action="store_true", help="overwrite outputs already in --out")
     p.set_defaults(func=_cmd_generate)
 

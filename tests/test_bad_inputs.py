@@ -141,6 +141,7 @@ CLI_CASES = [
     (["generate", "--ckpt", "{ws}/run", "--out", "{ws}/g", "--listen", "-2"], "--listen = -2"),
     (["generate", "--ckpt", "{ws}/run", "--out", "{ws}/g", "--step", "7"], "no checkpoint for step 7"),
     (["generate", "--out", "{ws}/g"], "generate needs --ckpt"),
+    (["generate", "--ckpt", "{ws}/run", "--out", "{ws}/g", "--notes", "p.npz", "--no-notes"], "one or the other"),
     (["probe", "{ws}/good.wav", "--ckpt", "{ws}/run", "--out", "{ws}/p.npz", "--stride", "0"], "--stride"),
     (["probe", "{ws}/good.wav", "--ckpt", "{ws}/run", "--out", "{ws}/p.txt"], "must end in .npz"),
     (["probe", "{ws}/good.wav", "--ckpt", "{ws}/run", "--out", "{ws}/p.npz", "--step", "3"], "step 3"),

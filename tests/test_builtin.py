@@ -51,7 +51,7 @@ def test_unknown_name_fails_in_one_line(capsys, tmp_path):
 def test_generate_from_the_builtin_model(capsys, tmp_path):
     out = tmp_path / "gen"
     argv = ["generate", "--ckpt", "builtin:tiny", "--out", out, "--n", 1, "--seconds", 0.5,
-            "--refine", 2, "--listen", 0]
+            "--refine", 2, "--listen", 0, "--no-notes"]
     assert cli.main([str(a) for a in argv]) == 0
     sound, rate = audio.load(out / "sample_0.wav")
     assert rate == 16000 and abs(sound.size / rate - 0.5) < 0.02
@@ -60,10 +60,13 @@ def test_generate_from_the_builtin_model(capsys, tmp_path):
 
 
 
-def test_generate_phrases_from_the_builtin_note_prior(capsys, tmp_path):
+def test_generate_phrases_from_the_builtin_model_and_its_note_prior(capsys, tmp_path):
+    # --ckpt builtin:tiny goes through its note prior (--no-notes: the hierarchy, above)
     out = tmp_path / "phrases"
-    argv = ["generate", "--notes", "builtin:tiny", "--out", out, "--n", 1, "--seconds", 1.0, "--listen", 0]
+    argv = ["generate", "--ckpt", "builtin:tiny", "--out", out, "--n", 1, "--seconds", 1.0, "--listen", 0]
     assert cli.main([str(a) for a in argv]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["checkpoint"] == "builtin:tiny" and summary["note_prior"].endswith("notes.npz")
     f0_hz = np.loadtxt(out / "sample_0.notes.csv", delimiter=",", ndmin=2)[:, 2]
     # every pitch on the 12-TET grid the prior learned (re C4 = 261.6256 Hz), within 10 cents
     steps = 1200 * np.log2(f0_hz / 261.6256) / 100

@@ -5,10 +5,12 @@ import jax
 import numpy as np
 import pytest
 
+import pcmusic
 from pcmusic import midi
 from pcmusic.cli import main
-from pcmusic.generation import phrases
+from pcmusic.generation import phrases, sampling
 from pcmusic.model import note_prior
+from pcmusic.model import notes as notes_lib
 
 REF_HZ = 261.63
 
@@ -80,3 +82,25 @@ def test_a_generated_phrase_is_heard_at_the_pitches_it_intended():
     assert np.mean(np.isfinite(phrase.pitch_error_cents)) >= 0.75          # most notes heard as notes
     assert np.nanmedian(np.abs(phrase.pitch_error_cents)) < 15.0
     assert np.median(_off_lattice_cents(phrase.intended[:, 2], 240.0)) < 15.0
+
+
+def test_a_models_phrases_take_the_spectral_shape_of_its_own_sounds():
+    # The builtin model's sounds fall ~2 dB per partial over the first eight; a note in
+    # its timbre (phrases.model_timbre) follows them within 2 dB, the default k^-1
+    # timbre does not (4-6 dB off).
+    model, _ = pcmusic.load_model("builtin:tiny")
+    cspec, spec = model.spec.controls, notes_lib.NoteSpec()
+    controls = model.predict_down(sampling.sample_intent(model, jax.random.key(5), 16), 128)[0]
+    log_amp = np.asarray(controls["log_amp"], np.float64)[:, 0]                 # [n, F, H]
+    power = np.sum(np.exp(2 * log_amp), axis=-1)[..., None]
+    own = np.sum(power * (log_amp - log_amp.max(-1, keepdims=True)), axis=(0, 1)) / power.sum()
+
+    def shape_db(timbre):
+        notes = phrases.notes_from_records([np.asarray([[0.0, 0.5, 220.0, -20.0]])], cspec=cspec, spec=spec,
+                                           timbre=timbre)
+        a = np.asarray(notes_lib.predict_controls(notes, 64, cspec=cspec, spec=spec)["log_amp"])[0, 0, 30]
+        return 20 / np.log(10) * (a - a.max() - own)[:8]
+
+    # the same 16 sounds (the same key) that the test averaged
+    assert np.max(np.abs(shape_db(phrases.model_timbre(model, jax.random.key(5), spec, n=16)))) < 2.0
+    assert np.max(np.abs(shape_db(None))) > 3.0

@@ -59,6 +59,9 @@ def test_tiny_config_is_the_demo_model_and_configs_load():
     assert set(config.config_diff(tiny_config(), demo.demo_config())) <= set(config.SCHEDULE_KEYS)
     assert config.load_config(ROOT / "configs" / "default.toml").model.latent_dims == (32, 32, 16)
     assert train.clip_frames(tiny_config()) == 64   # 0.5 s rounded up to 4 top-level frames
+    for name in ("melodies", "melodies-gpu"):         # the note-level models' configs
+        cfg = config.load_config(name)
+        assert cfg.data.synthetic == "melodies" and cfg.train.note_prior_clips > 0
 
 
 def test_run_logs_evaluates_checkpoints_and_learns(tiny_run):
@@ -259,3 +262,34 @@ def test_folder_data_resumes_at_its_position(tmp_path):
     for s in range(2, 5):
         np.testing.assert_array_equal(resumed.batch(s), straight[s])
     assert len(data.eval_batches()) == 4 and data.eval_batches()[0].shape == (2, 8192)
+
+
+def test_a_run_learns_the_tuning_it_hears_and_generates_phrases_through_it(tmp_path):
+    # tiny's model trained on 5-TET melodies; at the end the model hears held-out clips as
+    # notes and the run's note prior is fitted to them: its lattice is 5-TET's, and
+    # `generate --ckpt` then draws phrases of notes from it, in the model's timbre.
+    from pcmusic import cli, data
+    from pcmusic.model import note_prior
+
+    run = tmp_path / "melodies"
+    cfg = tiny_config("data.synthetic=melodies", "data.tuning=5-TET", "data.notes_per_melody=3",
+                      "train.n_steps=2", "train.eval_every=0", "train.note_prior_clips=16")
+    train.train(cfg, run, progress=False)
+    prior = note_prior.load(run / checkpoint.NOTE_PRIOR_FILE)
+    assert checkpoint.note_prior_path(run / "checkpoints") == run / checkpoint.NOTE_PRIOR_FILE
+    # ~30 notes heard by a barely trained model: the four strongest pitch classes lie on
+    # the lattice (the fifth may split in two where its few notes scatter)
+    peaks = note_prior.lattice_cents(prior, max_peaks=4)
+    five_tet = data.parse_tuning("5-TET")
+    err = np.abs(data.scale_error_cents(2.0 ** (peaks / 1200.0), five_tet, f_ref_hz=cfg.data.f_ref_hz))
+    assert len(peaks) == 4 and np.all(err < 5.0), peaks
+
+    out = tmp_path / "gen"
+    argv = ["generate", "--ckpt", str(run), "--out", str(out), "--n", "1", "--seconds", "1.5", "--listen", "1"]
+    assert cli.main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["note_prior"] == str(run / checkpoint.NOTE_PRIOR_FILE)
+    assert (out / "sample_0.mid").is_file() and (out / "sample_0.wav").is_file()
+    f0_hz = np.loadtxt(out / "sample_0.notes.csv", delimiter=",", ndmin=2)[:, 2]
+    assert f0_hz.size >= 2
+    assert np.median(np.abs(data.scale_error_cents(f0_hz, five_tet, f_ref_hz=cfg.data.f_ref_hz))) < 15.0

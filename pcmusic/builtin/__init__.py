@@ -5,8 +5,9 @@ Each NAME is a folder beside this file (package data, so a wheel carries it):
     NAME/checkpoints/<step>/   one training checkpoint (`pcmusic.training.checkpoint`)
     NAME/notes.npz             a note prior (`pcmusic.model.note_prior`) for the same music
 
-`pcmusic.load_model("builtin:tiny")` and `pcmusic generate --ckpt builtin:tiny` restore
-the first; `pcmusic generate --notes builtin:tiny` loads the second. How each was made,
+`pcmusic.load_model("builtin:tiny")` restores the first; `pcmusic generate --ckpt
+builtin:tiny` restores both (phrases of the second in the first's timbre), `--notes
+builtin:tiny` loads the second alone. How each was made,
 on what, and what it measures: docs/model_card.md (`python -m pcmusic.builtin.make`
 remakes one from a checkout).
 """

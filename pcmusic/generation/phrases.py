@@ -11,6 +11,11 @@ onset (within MATCH_ONSET_S), and corrects the action by the error (each note pl
 lower by what was heard too high) before it plays and listens again. The intended
 notes stay what they were: the phrase's pitches are the note level's, and the pitch
 error of the last sound heard is reported per note.
+
+With a trained `AudioModel` (`model=`) the phrase is the model's: its notes take the
+spectral shape of the sounds the model's hierarchy predicts (`model_timbre`), they are
+rendered at the model's control rate, and the model hears them with its own perception
+(notes settled under its hierarchy, `pcmusic.perceive(model=...)`).
 """
 from __future__ import annotations
 
@@ -59,6 +64,42 @@ def default_timbre(n_harmonics: int, spec: notes_lib.NoteSpec) -> np.ndarray:
     return coef[1:].astype(np.float32)
 
 
+def model_timbre(model, key: jax.Array, spec: notes_lib.NoteSpec, *, n: int = 8) -> np.ndarray:
+    """float32 `[n_timbre]`: the timbre code of the sounds a trained model makes.
+
+    n intents are drawn as generation draws them and predicted down to the controls
+    (temperature 0); the partials' log amplitudes relative to each frame's loudest,
+    averaged over frames weighted by power (only partials below Nyquist), are fitted by
+    least squares on the note level's cosine basis plus a constant (which the note's
+    level takes), each partial's error weighted by its amplitude (the 6-term basis cannot
+    follow every partial; the loud ones are heard). Partials the model never sounds keep
+    the default slope k^-PARTIAL_SLOPE.
+    """
+    from pcmusic.generation.sampling import sample_intent
+
+    mspec = model.spec
+    cspec = mspec.controls
+    n_frames = mspec.pad_frames(cspec.n_frames(cspec.sample_rate))
+    controls = model.predict_down(sample_intent(model, key, n), n_frames)[0]
+    log_amp = np.asarray(controls["log_amp"], np.float64)                    # [n, V, F, H]
+    f0 = 2.0 ** np.asarray(controls["log2_f0"], np.float64)                  # [n, V, F]
+    harmonics = np.arange(1, cspec.n_harmonics + 1, dtype=np.float64)
+    audible = harmonics * f0[..., None] < 0.5 * cspec.sample_rate
+    power = np.sum(np.exp(2.0 * np.clip(log_amp, *controls_lib.LOG_AMP_RANGE)) * audible, axis=-1)
+    weight = (power / max(float(np.max(power)), 1e-30))[..., None] * audible
+    shape = log_amp - np.max(np.where(audible, log_amp, -np.inf), axis=-1, keepdims=True)
+    total = np.sum(weight, axis=(0, 1, 2))
+    target = -PARTIAL_SLOPE * np.log(harmonics)
+    heard = total > 1e-6 * max(float(np.max(total)), 1e-30)
+    mean = np.sum(np.where(weight > 0, weight * shape, 0.0), axis=(0, 1, 2)) / np.maximum(total, 1e-30)
+    target = np.where(heard, mean, target)
+    basis = notes_lib.timbre_basis(cspec.n_harmonics, spec.n_timbre).astype(np.float64)
+    design = np.concatenate([np.ones((cspec.n_harmonics, 1)), basis.T], axis=1)
+    amplitude = np.exp(target - np.max(target))[:, None]      # loud partials fitted closest
+    coef, *_ = np.linalg.lstsq(design * amplitude, target * amplitude[:, 0], rcond=None)
+    return coef[1:].astype(np.float32)
+
+
 def notes_from_records(voices, *, cspec: controls_lib.ControlSpec, spec: notes_lib.NoteSpec,
                        timbre=None) -> dict:
     """A Notes state `[1, V, max_notes]` from note records per voice (NOTE_COLUMNS; at
@@ -96,8 +137,8 @@ def render_notes(notes: dict, n_frames: int, *, cspec: controls_lib.ControlSpec,
     return controls_lib.render(controls, cspec, key=key)
 
 
-def _render(records: np.ndarray, n_frames: int, cspec, spec, key) -> np.ndarray:
-    notes = notes_from_records([records], cspec=cspec, spec=spec)
+def _render(records: np.ndarray, n_frames: int, cspec, spec, key, timbre) -> np.ndarray:
+    notes = notes_from_records([records], cspec=cspec, spec=spec, timbre=timbre)
     return np.asarray(render_notes(notes, n_frames, cspec=cspec, spec=spec, key=key))[0]
 
 
@@ -116,7 +157,7 @@ def _match(intended: np.ndarray, heard: np.ndarray) -> np.ndarray:
 def generate_phrases(key: jax.Array, prior: note_prior_lib.NotePrior, *, n: int = 1, seconds: float = 4.0,
                      intent=None, cspec: controls_lib.ControlSpec | None = None,
                      spec: notes_lib.NoteSpec | None = None, listen_steps: int = 2,
-                     inference=None) -> list[Phrase]:
+                     inference=None, model=None) -> list[Phrase]:
     """Generate n phrases from a note prior (module docstring).
 
     Args:
@@ -124,12 +165,14 @@ def generate_phrases(key: jax.Array, prior: note_prior_lib.NotePrior, *, n: int 
       prior: a `NotePrior` (`pcmusic.model.note_prior.fit` on a corpus).
       n: phrases (ignored when `intent` is given). seconds: length of each.
       intent: optional float `[n, 3]` (register log2 Hz, tempo log s, level dB).
-      cspec / spec: control and note specs (defaults: 16 kHz, one voice; NoteSpec with
-        max_notes raised to hold the phrase).
+      cspec / spec: control and note specs (defaults: the model's controls or 16 kHz,
+        one voice; NoteSpec with max_notes raised to hold the phrase).
       listen_steps: how often it hears itself (0: render once, do not listen; 1: hear
         the render and report; each further one first corrects the action by the
         last errors and plays again).
       inference: the listener's `InferenceSpec` (default: perception's).
+      model: a trained `AudioModel` whose phrases these are (module docstring); None:
+        partials at k^-PARTIAL_SLOPE, heard by the untrained default perception.
     Returns:
       a list of `Phrase`.
     """
@@ -137,8 +180,13 @@ def generate_phrases(key: jax.Array, prior: note_prior_lib.NotePrior, *, n: int 
 
     checks.real(seconds, "seconds", minimum=0.0, strict_minimum=True)
     checks.integer(listen_steps, "listen_steps", minimum=0)
-    cspec = cspec or controls_lib.ControlSpec()
-    k_intent, k_phrase, k_render = jax.random.split(key, 3)
+    from pcmusic.model import AudioModel
+
+    if model is not None and not isinstance(model, AudioModel):
+        raise PcmusicError(f"model must be an AudioModel (pcmusic.load_model); got {type(model).__name__}")
+    cspec = dataclasses.replace(cspec or (model.spec.controls if model is not None else controls_lib.ControlSpec()),
+                                n_voices=1)
+    k_intent, k_phrase, k_render, k_timbre = jax.random.split(key, 4)
     if intent is None:
         checks.integer(n, "n", minimum=1)
         intent = note_prior_lib.sample_intent(k_intent, prior, n)
@@ -147,22 +195,28 @@ def generate_phrases(key: jax.Array, prior: note_prior_lib.NotePrior, *, n: int 
         raise PcmusicError("intent holds NaN/Inf; give finite [n, 3] intents (register log2 Hz, tempo log s, "
                            "level dB)")
     n_frames = cspec.n_frames(int(np.ceil(seconds * cspec.sample_rate)))
-    phrases = []
+    phrases, timbre = [], None
     for i, (k_p, k_r) in enumerate(zip(jax.random.split(k_phrase, len(intent)),
                                        jax.random.split(k_render, len(intent)))):
         intended = note_prior_lib.sample_phrase(k_p, prior, jnp.asarray(intent[i]), seconds=seconds,
                                                 f0_min_hz=cspec.f0_min_hz, f0_max_hz=cspec.f0_max_hz)
         nspec = spec or notes_lib.NoteSpec(max_notes=max(notes_lib.NoteSpec().max_notes, intended.shape[0]))
+        if timbre is None:
+            timbre = None if model is None else model_timbre(model, k_timbre, nspec)
         played = intended.copy()
         heard, errors = np.zeros((0, 5)), np.full(intended.shape[0], np.nan)
-        audio = _render(played, n_frames, cspec, nspec, k_r)
+        audio = _render(played, n_frames, cspec, nspec, k_r, timbre)
         for step in range(listen_steps):
             if step:          # correct the action by what was heard, and play again
                 played[:, 2] = played[:, 2] * 2.0 ** (-np.nan_to_num(errors) / 1200.0)
-                audio = _render(played, n_frames, cspec, nspec, k_r)
-            percept = perceive(audio, cspec.sample_rate, inference=inference,
-                               cspec=dataclasses.replace(cspec, n_voices=1))
-            heard = percept.notes[0]
+                audio = _render(played, n_frames, cspec, nspec, k_r, timbre)
+            if model is None:
+                percept = perceive(audio, cspec.sample_rate, inference=inference, cspec=cspec)
+            else:
+                percept = perceive(audio, cspec.sample_rate, inference=inference, model=model)
+            voices = [v for v in percept.notes if len(v)] or [np.zeros((0, 5))]
+            heard = np.concatenate(voices)
+            heard = heard[np.argsort(heard[:, 0], kind="stable")]
             errors = _match(intended, heard)
         phrases.append(Phrase(audio=audio.astype(np.float32), intended=intended, heard=heard,
                               pitch_error_cents=errors, intent=intent[i]))

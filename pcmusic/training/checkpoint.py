@@ -404,6 +404,7 @@ def _read(manager, step, steps, where, target, expected_config):
 # ---------------------------------------------------------------- models
 
 CKPT_DIR = "checkpoints"
+NOTE_PRIOR_FILE = "note_prior.npz"   # a run's note prior, beside its checkpoints/
 
 
 def checkpoint_dir(path: str | Path) -> Path:
@@ -443,3 +444,17 @@ def load_model(ckpt_dir: str | Path, *, step: int | None = None, maps=None):
     maps = UserMaps.of(maps)
     state, _ = restore(directory, step=meta["step"], target=abstract_train_state(config, maps=maps))
     return step_lib.model_of(state, config.model, maps), config
+
+
+def note_prior_path(ckpt_dir: str | Path) -> Path | None:
+    """The note prior of a run (a workdir or its checkpoints/ directory: the workdir's
+    NOTE_PRIOR_FILE, written by `pcmusic.training.loop.fit_note_prior`) or of
+    "builtin:NAME"; None where the run has none."""
+    from pcmusic import builtin
+
+    if builtin.is_builtin(ckpt_dir):
+        path = Path(builtin.checkpoint_path(ckpt_dir)).parent / "notes.npz"
+    else:
+        path = Path(ckpt_dir)
+        path = (path.parent if path.name == CKPT_DIR else path) / NOTE_PRIOR_FILE
+    return path if path.is_file() else None

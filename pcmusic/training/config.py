@@ -89,6 +89,12 @@ class TrainConfig:
     generation renders; 0: the settled top itself. bank_refresh_clips: at the end of a
     run the intent bank is replaced by the intents of this many held-out clips under the
     final params (`pcmusic.training.loop.rebank`; 0: keep the training ring buffer).
+    note_prior_clips: at the end of a run the final model perceives this many held-out
+    clips as notes (its own perception, notes settled under its hierarchy) and the run's
+    note prior -- tuning, intervals, rhythm, phrase intents, with the period
+    note_period_oct (octaves) -- is fitted to them and written beside the checkpoints
+    (`pcmusic.training.loop.fit_note_prior`); `pcmusic generate --ckpt` then makes
+    phrases of notes. 0: no note prior.
     """
     seed: int = 0
     n_steps: int = 1000
@@ -107,12 +113,14 @@ class TrainConfig:
     topdown_weight: float = 0.0
     intent_shoot_steps: int = 0
     bank_refresh_clips: int = 256
+    note_prior_clips: int = 0
+    note_period_oct: float = 1.0
 
     def __post_init__(self):
         _positive(self, "n_steps", "batch_size", "learning_rate", "encoder_learning_rate",
-                  "log_every", "n_eval", "n_samples", "sample_seconds", "keep_checkpoints")
+                  "log_every", "n_eval", "n_samples", "sample_seconds", "keep_checkpoints", "note_period_oct")
         for name in ("eval_every", "sample_every", "ckpt_every", "sample_refine_steps", "topdown_weight",
-                     "intent_shoot_steps", "bank_refresh_clips"):
+                     "intent_shoot_steps", "bank_refresh_clips", "note_prior_clips"):
             require(getattr(self, name) >= 0, name, f"must be >= 0 (0: never), got {getattr(self, name)}")
 
 
@@ -120,7 +128,8 @@ class TrainConfig:
 # its trajectory (the losses of a resumed run equal those of an uninterrupted one).
 SCHEDULE_KEYS = tuple(f"train.{k}" for k in ("n_steps", "log_every", "eval_every", "sample_every",
                                              "n_samples", "sample_seconds", "sample_refine_steps",
-                                             "ckpt_every", "keep_checkpoints", "bank_refresh_clips"))
+                                             "ckpt_every", "keep_checkpoints", "bank_refresh_clips",
+                                             "note_prior_clips", "note_period_oct"))
 
 
 @dataclasses.dataclass(frozen=True)

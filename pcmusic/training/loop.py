@@ -8,6 +8,7 @@
     metrics.jsonl     one JSON record per log/eval step: {"step", "split": "train"|"eval", ...}
     tb/               TensorBoard event files (the same scalars)
     training.png      energy per step and held-out energy
+    note_prior.npz    the notes the final model hears, as a note prior (train.note_prior_clips)
     samples/step_N/   generated sounds (WAV) and their figures (PNG), every sample_every steps
     summary.json      what the run ended with
 
@@ -134,6 +135,20 @@ def rebank(params: dict, batches: list, *, spec, inference, intent_shoot_steps: 
     return dict(params, intent=intents.replace_bank(params["intent"], tops))
 
 
+def fit_note_prior(model: AudioModel, batches: list, *, period_oct: float, n_clips: int):
+    """The note prior (`pcmusic.model.note_prior.fit`, period `period_oct` octaves) of the
+    notes that `model` perceives (notes settled under its hierarchy, the package's
+    perception defaults) in the first n_clips clips of `batches` (float32
+    `[B, n_samples]` each, at the model's rate); each voice's notes in a clip are one
+    phrase. Raises PcmusicError when fewer than two notes were heard."""
+    from pcmusic.model import note_prior
+    from pcmusic.perception import perceive_batch
+
+    clips = [row for b in batches for row in np.asarray(b)][:n_clips]
+    percepts = perceive_batch(clips, model.spec.sample_rate, model=model)
+    return note_prior.fit([v for p in percepts for v in p.notes if len(v)], period_oct=period_oct)
+
+
 # ---------------------------------------------------------------- data
 
 def synthetic_spec(config: Config, *, batch_size: int, n_frames: int):
@@ -208,6 +223,26 @@ def _samples(config: Config, state: step_lib.TrainState, directory: Path, key: j
         directory.mkdir(parents=True, exist_ok=True)
         outputs.write_sounds(directory, sounds, trace, config.model.controls.sample_rate,
                              overwrite=True, title=directory.name)
+
+
+def _write_note_prior(config: Config, state, data: "TrainingData", workdir: Path, say) -> None:
+    """workdir/NOTE_PRIOR_FILE from held-out clips (`fit_note_prior`); a corpus in which
+    too few notes are heard is reported (`say`), not fatal: the checkpoint is written."""
+    from pcmusic.model import note_prior
+
+    t = config.train
+    try:
+        local = jax.tree.map(lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else x,
+                             state.params)       # replicated: this process's copy
+        prior = fit_note_prior(AudioModel(config.model, local),
+                               data.eval_batches(t.note_prior_clips, salt=2),
+                               period_oct=t.note_period_oct, n_clips=t.note_prior_clips)
+    except PcmusicError as err:
+        say(f"no note prior written: {err}")
+        return
+    note_prior.save(workdir / checkpoint.NOTE_PRIOR_FILE, prior, overwrite=True)
+    peaks = note_prior.lattice_cents(prior)
+    say(f"note prior written to {workdir / checkpoint.NOTE_PRIOR_FILE}: {len(peaks)} pitch classes")
 
 
 def _evaluate(step_fn, state, batches) -> dict:
@@ -306,6 +341,8 @@ def train(config: Config, workdir: str | Path, *, devices=None, progress: bool =
                 ckpt.save(done, state=state, config=config,
                           metrics={"train": metrics, "eval": evaluation},
                           data_position={**data.position(done), "n_diverged": n_diverged})
+            if done == t.n_steps and t.note_prior_clips and jax.process_index() == 0:
+                _write_note_prior(config, state, data, workdir, bar.write)
     finally:
         bar.close()
         ckpt.close()
