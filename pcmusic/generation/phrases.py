@@ -28,6 +28,7 @@ import numpy as np
 
 from pcmusic import checks
 from pcmusic.errors import PcmusicError
+from pcmusic.model import AudioModel
 from pcmusic.model import controls as controls_lib
 from pcmusic.model import note_prior as note_prior_lib
 from pcmusic.model import notes as notes_lib
@@ -180,8 +181,6 @@ def generate_phrases(key: jax.Array, prior: note_prior_lib.NotePrior, *, n: int 
 
     checks.real(seconds, "seconds", minimum=0.0, strict_minimum=True)
     checks.integer(listen_steps, "listen_steps", minimum=0)
-    from pcmusic.model import AudioModel
-
     if model is not None and not isinstance(model, AudioModel):
         raise PcmusicError(f"model must be an AudioModel (pcmusic.load_model); got {type(model).__name__}")
     cspec = dataclasses.replace(cspec or (model.spec.controls if model is not None else controls_lib.ControlSpec()),

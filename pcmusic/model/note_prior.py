@@ -18,10 +18,12 @@ notes, k_w the kernel (so precisely intoned or symbolic data gets sharp peaks, a
 corpus wide ones; the sampler's pitches scatter about each peak by its width). Whole
 phrases are left out because a phrase's notes are not independent draws: a pitch
 repeated in one performance is heard alike each time. With a single phrase each note
-is left out alone. The interval density's width is chosen in the same way. No grid is built in: 12-TET data
-learns twelve peaks, 5-TET five, just intonation its own ratios, and a prior fitted
-to nothing is flat (eps = 1). Its energy per present note is -log p_tuning(log2 f0),
-linearly interpolated so that it has a gradient in the pitch.
+is left out alone. The interval density's width is chosen in the same way.
+
+No grid is built in: 12-TET data learns twelve peaks, 5-TET five, just intonation its
+own ratios, and a prior fitted to nothing is flat (eps = 1). Its energy per present
+note is -log p_tuning(log2 f0), linearly interpolated so that it has a gradient in the
+pitch.
 
 Above it, the phrase prior: successive intervals (a smoothed histogram over cents,
 INTERVAL_RANGE_CENTS either way), inter-onset intervals between notes played in turn
@@ -140,7 +142,7 @@ def _cv_smoothed(counts: np.ndarray, bins: np.ndarray, groups: np.ndarray, smoot
     best, best_score = None, -np.inf
     for width in widths_bins:
         smoothed, kernel = smooth(counts, width), smooth(impulse, width)
-        own = np.zeros(n)
+        own, left = np.zeros(n), np.zeros(n)
         for idx in members:          # each point's share of S from its own group
             d = bins[idx][:, None] - bins[idx][None, :]
             if circular:
@@ -148,9 +150,8 @@ def _cv_smoothed(counts: np.ndarray, bins: np.ndarray, groups: np.ndarray, smoot
             at = centre + d
             inside = (at >= 0) & (at < size)
             own[idx] = np.sum(np.where(inside, kernel[np.clip(at, 0, size - 1)], 0.0), axis=1)
-            own[idx] /= max(n - idx.size, 1)
-        left = np.array([n - m.size for m in members])[np.searchsorted(np.unique(groups), groups)]
-        held_out = np.maximum(smoothed[bins] / left - own, 0.0)
+            left[idx] = n - idx.size
+        held_out = np.maximum(smoothed[bins] - own, 0.0) / left
         score = np.sum(np.log((1 - floor) * held_out + floor / size))
         if score > best_score:
             best, best_score = smoothed, score
