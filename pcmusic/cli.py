@@ -494,7 +494,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="generate sounds from a trained run, refined by listening")
     p.add_argument("--ckpt", default=None,
-                   help="a trained run (workdir or its checkpoints/), or builtin:tiny (the model shipped)")
+                   help="a trained run (workdir or its checkpoints/), or builtin:tiny (the model shipped); "
+                        "phrases of notes where the run has a note prior, else sounds from its hierarchy")
     p.add_argument("--step", type=int, default=None,
                    help="the checkpoint step to restore (default: the latest)")
     p.add_argument("--out", required=True, help="output directory")
@@ -503,7 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--refine", type=int, default=50, help="refinement steps (default 50)")
     p.add_argument("--listen", type=int, default=None,
                    help="listening steps after refinement: perceive each sound as the run perceives "
-                        "and correct it (default 4; 0: none); with --notes, hearings (default 2)")
+                        "and correct it (default 4; 0: none); for phrases of notes, hearings (default 2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--intent", default=None, metavar="FILE.npz",
                    help="clamp these intents (array 'intent', [n, 1, d_top], [n, d_top] or [d_top]: "
