@@ -109,6 +109,24 @@ def test_an_unblurred_energy_equals_a_blur_of_zero_width():
         np.testing.assert_array_equal(a, b)
 
 
+def test_the_annealed_energy_follows_the_blur_schedule():
+    # perception and refinement: blurred by blur0 * fade(step) while the blur lasts, plain after
+    c = _controls()
+    observed = sensory.observe(C.render(c, CS, key=jax.random.key(0)), SS)
+    other = dict(c, log2_f0=c["log2_f0"] + 0.02)
+    kw = dict(cspec=CS, sspec=SS, precision=0.01)
+    blur0 = jnp.full((1,), 40.0, jnp.float32)
+    annealed = jax.jit(lambda step: sensory.annealed_sensory_energy(other, observed, blur0, step, n_steps=20,
+                                                                   blurred=True, **kw)[0])
+    for step in (0, 5, 9, 10, 15):
+        fade = max(0.0, 1.0 - 2.0 * step / 20)
+        want = sensory.sensory_energy(other, observed, blur0 * fade if fade > 0 else None, **kw)[0]
+        np.testing.assert_allclose(annealed(jnp.int32(step)), want, rtol=1e-4)
+    assert float(annealed(jnp.int32(0))[0]) < 0.9 * float(annealed(jnp.int32(15))[0])   # the blur acts
+    off = sensory.annealed_sensory_energy(other, observed, blur0, jnp.int32(0), n_steps=20, blurred=False, **kw)
+    np.testing.assert_allclose(off[0], sensory.sensory_energy(other, observed, None, **kw)[0], rtol=1e-6)
+
+
 def test_default_prior_is_zero_when_flat_and_grows_with_jitter():
     c = _controls()
     c["log_inharm"] = jnp.full((1, 2), priors.ControlPrior().inharm_mean, jnp.float32)

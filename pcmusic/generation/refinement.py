@@ -150,8 +150,8 @@ def _refine_one(model, intent, key, *, n_frames, refine_steps, hearing, refine, 
     def energy_fn(state, step):
         _, x = heard(state["action"])
         c = state["beliefs"]["controls"]
-        e_sens, errors = sensory.sensory_energy(
-            c, sensory.observe(x, sspec), blur0 * sensory.blur_fade(step, refine_steps),
+        e_sens, errors = sensory.annealed_sensory_energy(
+            c, sensory.observe(x, sspec), blur0, step, n_steps=refine_steps, blurred=refine.blur != 0,
             cspec=cspec, sspec=sspec, precision=refine.sensory_precision, noise_key=k_noise)
         e_sens = jnp.sum(e_sens)
         e_up, aux = model.upper_energy(c, (*state["beliefs"]["upper"], intent), step=step, log_det=False)

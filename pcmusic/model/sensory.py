@@ -20,6 +20,7 @@ relative to that level.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -183,3 +184,18 @@ def sensory_energy(controls: dict, observed: tuple, blur_hz: jax.Array, *, cspec
     blurred = errors if blur_hz is None else \
         jax.vmap(lambda e, b: blur(e, b, sample_rate=cspec.sample_rate))(errors, blur_hz)
     return precision * weighted_square_error(blurred, sspec, cspec.hop), errors
+
+
+def annealed_sensory_energy(controls: dict, observed: tuple, blur0_hz: jax.Array, step: jax.Array, *,
+                            n_steps: int, blurred: bool, cspec, sspec, precision: float,
+                            noise_key: jax.Array | None = None) -> tuple[jax.Array, tuple]:
+    """`sensory_energy` under the coarse-to-fine schedule of a settle of n_steps: blurred by
+    blur0_hz `[B]` * blur_fade(step, n_steps). The blur's FFTs are skipped where it is off
+    (`blurred` False, static) and, by a `lax.cond` on the step, once it has faded out (half
+    the steps on); both give the unblurred energy to float rounding."""
+    sense = functools.partial(sensory_energy, controls, observed, cspec=cspec, sspec=sspec,
+                              precision=precision, noise_key=noise_key)
+    if not blurred:
+        return sense(None)
+    fade = blur_fade(step, n_steps)
+    return jax.lax.cond(fade > 0, lambda: sense(blur0_hz * fade), lambda: sense(None))

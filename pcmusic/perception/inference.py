@@ -104,13 +104,9 @@ def make_energy_fn(observed: tuple, blur0_hz: jax.Array, *, cspec, sspec, prior,
     (sensory, controls, then the model's upper levels)."""
     def fn(latents, step):
         c = latents["controls"]
-        sense = functools.partial(sensory.sensory_energy, c, observed, cspec=cspec, sspec=sspec,
-                                  precision=inference.sensory_precision)
-        if inference.blur == 0:
-            e_sens, errors = sense(None)
-        else:   # the blur has faded out after half the steps: skip its FFTs from then on
-            fade = sensory.blur_fade(step, inference.n_steps)
-            e_sens, errors = jax.lax.cond(fade > 0, lambda: sense(blur0_hz * fade), lambda: sense(None))
+        e_sens, errors = sensory.annealed_sensory_energy(
+            c, observed, blur0_hz, step, n_steps=inference.n_steps, blurred=inference.blur != 0,
+            cspec=cspec, sspec=sspec, precision=inference.sensory_precision)
         terms = [jnp.sum(e_sens), jnp.sum(priors.energy(c, prior, cspec))]
         all_errors = [errors, None]
         if model is not None:
