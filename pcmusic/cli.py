@@ -279,7 +279,6 @@ def _cmd_generate(args: argparse.Namespace) -> None:
 
     from pcmusic import generation, outputs
     from pcmusic.training import load_model
-
     from pcmusic.training.checkpoint import note_prior_path
 
     if args.ckpt is None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from pcmusic.errors import PcmusicError
 
 PREFIX = "builtin:"
+NOTES_FILE = "notes.npz"   # NAME/NOTES_FILE: the note prior beside the checkpoints
 ROOT = Path(__file__).resolve().parent
 
 
@@ -51,7 +52,7 @@ def note_prior_path(name_or_path: str | Path) -> str | Path:
     """The note prior (.npz) of `builtin:NAME`; any other value is returned unchanged."""
     if not is_builtin(name_or_path):
         return name_or_path
-    path = _folder(name_or_path) / "notes.npz"
+    path = _folder(name_or_path) / NOTES_FILE
     if not path.is_file():
         raise PcmusicError(f"built-in model {name_or_path!r} ships no note prior; give a prior from "
                            "`pcmusic notes fit` instead")

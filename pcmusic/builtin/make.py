@@ -18,7 +18,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from pcmusic.builtin import PREFIX, ROOT
+from pcmusic.builtin import NOTES_FILE, PREFIX, ROOT
 
 N_MELODIES = 64          # melodies of 8 notes (10 % rests) in 4 s each: 12-TET, 130-1050 Hz
 MELODY_LOUDNESS_DB = -12.0
@@ -98,7 +98,7 @@ def make(name: str, workdir: Path) -> None:
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(source / str(step), target / str(step))
-    note_prior.save(ROOT / name / "notes.npz", note_prior.fit(melody_corpus()), overwrite=True)
+    note_prior.save(ROOT / name / NOTES_FILE, note_prior.fit(melody_corpus()), overwrite=True)
     print(f"builtin:{name}: step {step} from {workdir} ({wall_s:.0f} s this call), "
           f"{_size_mb(ROOT / name):.2f} MB in {ROOT / name}")
 

@@ -194,14 +194,13 @@ def generate_phrases(key: jax.Array, prior: note_prior_lib.NotePrior, *, n: int 
         raise PcmusicError("intent holds NaN/Inf; give finite [n, 3] intents (register log2 Hz, tempo log s, "
                            "level dB)")
     n_frames = cspec.n_frames(int(np.ceil(seconds * cspec.sample_rate)))
-    phrases, timbre = [], None
+    timbre = None if model is None else model_timbre(model, k_timbre, spec or notes_lib.NoteSpec())
+    phrases = []
     for i, (k_p, k_r) in enumerate(zip(jax.random.split(k_phrase, len(intent)),
                                        jax.random.split(k_render, len(intent)))):
         intended = note_prior_lib.sample_phrase(k_p, prior, jnp.asarray(intent[i]), seconds=seconds,
                                                 f0_min_hz=cspec.f0_min_hz, f0_max_hz=cspec.f0_max_hz)
         nspec = spec or notes_lib.NoteSpec(max_notes=max(notes_lib.NoteSpec().max_notes, intended.shape[0]))
-        if timbre is None:
-            timbre = None if model is None else model_timbre(model, k_timbre, nspec)
         played = intended.copy()
         heard, errors = np.zeros((0, 5)), np.full(intended.shape[0], np.nan)
         audio = _render(played, n_frames, cspec, nspec, k_r, timbre)
@@ -209,10 +208,8 @@ def generate_phrases(key: jax.Array, prior: note_prior_lib.NotePrior, *, n: int 
             if step:          # correct the action by what was heard, and play again
                 played[:, 2] = played[:, 2] * 2.0 ** (-np.nan_to_num(errors) / 1200.0)
                 audio = _render(played, n_frames, cspec, nspec, k_r, timbre)
-            if model is None:
-                percept = perceive(audio, cspec.sample_rate, inference=inference, cspec=cspec)
-            else:
-                percept = perceive(audio, cspec.sample_rate, inference=inference, model=model)
+            percept = perceive(audio, cspec.sample_rate, inference=inference, model=model,
+                               cspec=cspec if model is None else None)    # a model hears with its own
             voices = [v for v in percept.notes if len(v)] or [np.zeros((0, 5))]
             heard = np.concatenate(voices)
             heard = heard[np.argsort(heard[:, 0], kind="stable")]

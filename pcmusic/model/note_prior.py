@@ -133,12 +133,13 @@ def _cv_smoothed(counts: np.ndarray, bins: np.ndarray, groups: np.ndarray, smoot
     n, size = bins.size, counts.size
     if n < 2 or len(widths_bins) == 1:
         return smooth(counts, widths_bins[0])
-    if np.unique(groups).size < 2:
-        groups = np.arange(n)
+    labels = np.unique(groups)
+    if labels.size < 2:
+        groups, labels = np.arange(n), np.arange(n)
     centre = size // 2
     impulse = np.zeros_like(counts)
     impulse[centre] = 1.0
-    members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+    members = [np.flatnonzero(groups == g) for g in labels]
     best, best_score = None, -np.inf
     for width in widths_bins:
         smoothed, kernel = smooth(counts, width), smooth(impulse, width)

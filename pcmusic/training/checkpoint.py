@@ -453,7 +453,7 @@ def note_prior_path(ckpt_dir: str | Path) -> Path | None:
     from pcmusic import builtin
 
     if builtin.is_builtin(ckpt_dir):
-        path = Path(builtin.checkpoint_path(ckpt_dir)).parent / "notes.npz"
+        path = Path(builtin.checkpoint_path(ckpt_dir)).parent / builtin.NOTES_FILE
     else:
         path = Path(ckpt_dir)
         path = (path.parent if path.name == CKPT_DIR else path) / NOTE_PRIOR_FILE
