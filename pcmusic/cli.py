@@ -363,6 +363,7 @@ def _generate_phrases(args: argparse.Namespace, prior_path, *, model=None, cfg=N
         errors = phrase.pitch_error_cents
         records.append({"wav": f"sample_{i}.wav", "mid": f"sample_{i}.mid", "n_notes": int(len(phrase.intended)),
                         "intent": [round(float(x), 4) for x in phrase.intent],
+                        **({"hierarchy_intent": [round(float(x), 5) for x in phrase.top]} if phrase.top.size else {}),
                         "heard_notes": int(len(phrase.heard)),
                         "median_abs_pitch_error_cents": (None if not np.any(np.isfinite(errors)) else
                                                          round(float(np.nanmedian(np.abs(errors))), 2))})

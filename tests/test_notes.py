@@ -200,6 +200,78 @@ def test_a_fitted_rhythm_prior_learns_rests_and_tempo_and_samples_at_the_corpus_
     assert np.mean([len(p) / seconds for p in made]) == pytest.approx(rate, rel=0.15)
 
 
+def _linked_corpus(rng, n, d_top=6, noise_oct=0.02):
+    """Phrases whose register is a linear function of a hierarchy intent (plus noise) and
+    whose tempo and level are not: (phrases, tops [n, d_top], registers, tempi)."""
+    tops = rng.standard_normal((n, d_top)) * np.linspace(0.5, 2.0, d_top)
+    register = 8.0 + 0.3 * tops[:, 0] - 0.1 * tops[:, 2] + noise_oct * rng.standard_normal(n)
+    tempo = np.log(0.3) + 0.2 * rng.standard_normal(n)
+    level = -20.0 + 3.0 * rng.standard_normal(n)
+    corpus = []
+    for r, t, lv in zip(register, tempo, level):
+        onsets = np.exp(t) * np.arange(5)
+        pitch = r + np.asarray([-0.2, -0.1, 0.0, 0.1, 0.2])
+        corpus.append(np.stack([onsets, onsets + 0.8 * np.exp(t), 2.0 ** pitch, np.full(5, lv)], axis=1))
+    return corpus, tops, register, tempo
+
+
+def test_hierarchy_intents_predict_the_register_they_carry_and_leave_the_rest_marginal():
+    # Linear-Gaussian: register = 8 + 0.3 y0 - 0.1 y2 + N(0, 0.02^2); tempo and level
+    # independent of y. The link recovers the weights and the noise, and leaves tempo
+    # and level at their marginal spread.
+    rng = np.random.default_rng(0)
+    corpus, tops, register, tempo = _linked_corpus(rng, 200)
+    prior = note_prior.fit(corpus, tops=tops)
+    assert note_prior.has_link(prior)
+    w = np.asarray(prior.link_weight)
+    np.testing.assert_allclose(w[:, 0], [0.3, 0.0, -0.1, 0.0, 0.0, 0.0], atol=0.01)
+    assert float(prior.link_sd[0]) == pytest.approx(0.02, rel=0.3)
+    assert np.max(np.abs(w[:, 1] * tops.std(axis=0))) < 0.05          # < 1/4 of tempo's spread per s.d.
+    assert float(prior.link_sd[1]) == pytest.approx(float(prior.intent_sd[1]), rel=0.1)
+    # held out: phrases of new intents are predicted from their tops, better than the marginal
+    fresh, fresh_tops, fresh_register, _ = _linked_corpus(np.random.default_rng(1), 50)
+    mean, _ = note_prior.intent_given(prior, jnp.asarray(fresh_tops, jnp.float32))
+    assert np.sqrt(np.mean(np.square(np.asarray(mean)[:, 0] - fresh_register))) < 0.04
+    u = jnp.asarray(np.stack([fresh_register, np.full(50, np.log(0.3)), np.full(50, -20.0)], 1), jnp.float32)
+    # held-out negative log-likelihood (energy + the Gaussians' log s.d.): ~2 nats per phrase less
+    linked = float(note_prior.intent_energy(u, prior, jnp.asarray(fresh_tops, jnp.float32))
+                   + 50 * np.sum(np.log(prior.link_sd)))
+    marginal = float(note_prior.intent_energy(u, prior) + 50 * np.sum(np.log(prior.intent_sd)))
+    assert linked < marginal - 50 * 1.5
+    drawn = note_prior.sample_intent(jax.random.key(0), prior, 50, top=jnp.asarray(fresh_tops, jnp.float32))
+    assert np.corrcoef(np.asarray(drawn)[:, 0], fresh_register)[0, 1] > 0.95
+
+
+def test_tops_that_say_nothing_leave_the_phrase_intent_at_its_marginal():
+    rng = np.random.default_rng(2)
+    corpus, _, _, _ = _linked_corpus(rng, 60)
+    prior = note_prior.fit(corpus, tops=rng.standard_normal((60, 6)))
+    assert np.max(np.abs(np.asarray(prior.link_weight))) < 0.02
+    np.testing.assert_allclose(prior.link_sd, prior.intent_sd, rtol=0.1)
+
+
+def test_a_linked_prior_round_trips_and_refuses_tops_of_another_size(tmp_path):
+    corpus, tops, _, _ = _linked_corpus(np.random.default_rng(3), 20)
+    prior = note_prior.fit(corpus, tops=tops)
+    note_prior.save(tmp_path / "p.npz", prior)
+    back = note_prior.load(tmp_path / "p.npz")
+    for name in note_prior.NotePrior._fields:
+        np.testing.assert_array_equal(np.asarray(getattr(back, name)), np.asarray(getattr(prior, name)))
+    with pytest.raises(PcmusicError, match="links hierarchy intents of 6 dims"):
+        note_prior.sample_intent(jax.random.key(0), back, 2, top=jnp.zeros((2, 5)))
+    with pytest.raises(PcmusicError, match=r"tops must be \[n_phrases=20"):
+        note_prior.fit(corpus, tops=tops[:5])
+    # a prior saved without the link's arrays (fitted without tops) loads unlinked
+    unlinked = {k: np.asarray(v) for k, v in note_prior.fit(corpus)._asdict().items()
+                if k not in ("top_mean", "link_weight", "link_sd")}
+    np.savez(tmp_path / "old.npz", **unlinked)
+    old = note_prior.load(tmp_path / "old.npz")
+    assert not note_prior.has_link(old)
+    np.testing.assert_array_equal(old.link_sd, old.intent_sd)
+    with pytest.raises(PcmusicError, match="links hierarchy intents of 0 dims"):
+        note_prior.intent_given(old, jnp.zeros((1, 6)))
+
+
 def test_the_flat_prior_prefers_no_pitch_and_fit_refuses_too_little():
     flat = note_prior.flat()
     d = np.asarray(note_prior.tuning_log_density(jnp.linspace(7.0, 9.0, 97), flat))

@@ -1,4 +1,5 @@
 """Phrases from a learned note prior: the CLI's fit -> generate loop, and listening."""
+import dataclasses
 import json
 
 import jax
@@ -104,3 +105,38 @@ def test_a_models_phrases_take_the_spectral_shape_of_its_own_sounds():
     # the same 16 sounds (the same key) that the test averaged
     assert np.max(np.abs(shape_db(phrases.model_timbre(model, jax.random.key(5), spec, n=16)))) < 2.0
     assert np.max(np.abs(shape_db(None))) > 3.0
+
+
+def test_a_linked_prior_draws_each_phrase_under_one_hierarchy_intent():
+    # A prior whose link reads the register off the first dimension of the model's
+    # intent (s.d. ~0): each phrase's register is its own drawn intent's prediction, and
+    # its timbre that intent's sound; a prior without a link draws no intent.
+    model, _ = pcmusic.load_model("builtin:tiny")
+    d_top = model.spec.latent_dims[-1]
+    weight = np.zeros((d_top, 3), np.float32)
+    weight[0, 0] = 0.5
+    base = note_prior.fit(_corpus(240.0, 2))
+    prior = base._replace(top_mean=np.zeros(d_top, np.float32), link_weight=weight,
+                          link_sd=np.asarray([1e-4, 1e-4, 1e-3], np.float32))
+    made = phrases.generate_phrases(jax.random.key(4), prior, n=3, seconds=1.0, model=model, listen_steps=0)
+    tops = np.stack([p.top for p in made])
+    assert tops.shape == (3, d_top) and np.ptp(tops[:, 0]) > 0.0
+    np.testing.assert_allclose([p.intent[0] for p in made], base.intent_mean[0] + 0.5 * tops[:, 0], atol=1e-3)
+    spec = notes_lib.NoteSpec()
+    cspec = dataclasses.replace(model.spec.controls, n_voices=1)
+    timbres = phrases.intent_timbres(model, tops[:, None], spec)
+
+    def render(records, timbre):
+        notes = phrases.notes_from_records([records], cspec=cspec, spec=spec, timbre=timbre)
+        return np.asarray(phrases.render_notes(notes, cspec.n_frames(cspec.sample_rate), cspec=cspec, spec=spec,
+                                               key=jax.random.key(0)))[0]
+
+    for p, timbre in zip(made, timbres):        # each sound is its own intent's timbre, not the pooled one
+        np.testing.assert_allclose(p.audio, render(p.intended, timbre), atol=1e-3)   # noise: silent, not 0
+        pooled = render(p.intended, phrases.intent_timbres(model, tops[:, None], spec, pooled=True)[0])
+        assert np.max(np.abs(p.audio - pooled)) > 1e-2
+    (plain,) = phrases.generate_phrases(jax.random.key(4), base, n=1, seconds=1.0, model=model, listen_steps=0)
+    assert plain.top.size == 0
+    wrong = prior._replace(top_mean=np.zeros(d_top + 1, np.float32), link_weight=np.zeros((d_top + 1, 3), np.float32))
+    with pytest.raises(pcmusic.PcmusicError, match=f"links hierarchy intents of {d_top + 1} dims"):
+        phrases.generate_phrases(jax.random.key(4), wrong, n=1, seconds=1.0, model=model, listen_steps=0)

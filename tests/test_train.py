@@ -283,12 +283,17 @@ def test_a_run_learns_the_tuning_it_hears_and_generates_phrases_through_it(tmp_p
     five_tet = data.parse_tuning("5-TET")
     err = np.abs(data.scale_error_cents(2.0 ** (peaks / 1200.0), five_tet, f_ref_hz=cfg.data.f_ref_hz))
     assert len(peaks) == 4 and np.all(err < 5.0), peaks
+    # the clips' hierarchy intents are linked to their phrase intents
+    d_top = cfg.model.latent_dims[-1]
+    assert note_prior.has_link(prior) and prior.link_weight.shape == (d_top, 3)
+    assert np.all(np.asarray(prior.link_sd) <= 1.2 * np.asarray(prior.intent_sd))
 
     out = tmp_path / "gen"
     argv = ["generate", "--ckpt", str(run), "--out", str(out), "--n", "1", "--seconds", "1.5", "--listen", "1"]
     assert cli.main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["note_prior"] == str(run / checkpoint.NOTE_PRIOR_FILE)
+    assert len(summary["samples"][0]["hierarchy_intent"]) == d_top    # drawn under one of the model's intents
     assert (out / "sample_0.mid").is_file() and (out / "sample_0.wav").is_file()
     f0_hz = np.loadtxt(out / "sample_0.notes.csv", delimiter=",", ndmin=2)[:, 2]
     assert f0_hz.size >= 2

@@ -15,7 +15,13 @@ error of the last sound heard is reported per note.
 With a trained `AudioModel` (`model=`) the phrase is the model's: its notes take the
 spectral shape of the sounds the model's hierarchy predicts (`model_timbre`), they are
 rendered at the model's control rate, and the model hears them with its own perception
-(notes settled under its hierarchy, `pcmusic.perceive(model=...)`).
+(notes settled under its hierarchy, `pcmusic.perceive(model=...)`). Where the note
+prior links the model's intents to phrase intents (a run's own prior,
+`pcmusic.model.note_prior.fit(..., tops=)`), generation starts one level higher: it
+draws a hierarchy intent as the model's generation does
+(`pcmusic.generation.sampling.sample_intent`), and that one intent sets both the
+phrase intent (through the link) and the phrase's timbre (the sound it predicts down
+the hierarchy, `intent_timbres`).
 """
 from __future__ import annotations
 
@@ -46,6 +52,8 @@ class Phrase(NamedTuple):
     pitch_error_cents: float64 `[n]` heard minus intended pitch per intended note
       (NaN where no heard note matched; all NaN without listening).
     intent: float32 `[3]` register (log2 Hz), tempo (log s), level (dB).
+    top: float32 `[d_top]` the hierarchy intent the phrase intent was drawn under
+      (empty where none was: a prior without a link, or a given intent).
     """
 
     audio: np.ndarray
@@ -53,6 +61,7 @@ class Phrase(NamedTuple):
     heard: np.ndarray
     pitch_error_cents: np.ndarray
     intent: np.ndarray
+    top: np.ndarray = np.zeros(0, np.float32)
 
 
 def default_timbre(n_harmonics: int, spec: notes_lib.NoteSpec) -> np.ndarray:
@@ -78,10 +87,16 @@ def model_timbre(model, key: jax.Array, spec: notes_lib.NoteSpec, *, n: int = 8)
     """
     from pcmusic.generation.sampling import sample_intent
 
+    return intent_timbres(model, sample_intent(model, key, n), spec, pooled=True)[0]
+
+
+def intent_timbres(model, intents: jax.Array, spec: notes_lib.NoteSpec, *, pooled: bool = False) -> np.ndarray:
+    """float32 `[n, n_timbre]`: the timbre code (`model_timbre`'s fit) of the sound each
+    hierarchy intent `[n, 1, d_top]` predicts; pooled: one code `[1, n_timbre]` for all."""
     mspec = model.spec
     cspec = mspec.controls
     n_frames = mspec.pad_frames(cspec.n_frames(cspec.sample_rate))
-    controls = model.predict_down(sample_intent(model, key, n), n_frames)[0]
+    controls = model.predict_down(intents, n_frames)[0]
     log_amp = np.asarray(controls["log_amp"], np.float64)                    # [n, V, F, H]
     f0 = 2.0 ** np.asarray(controls["log2_f0"], np.float64)                  # [n, V, F]
     harmonics = np.arange(1, cspec.n_harmonics + 1, dtype=np.float64)
@@ -89,16 +104,20 @@ def model_timbre(model, key: jax.Array, spec: notes_lib.NoteSpec, *, n: int = 8)
     power = np.sum(np.exp(2.0 * np.clip(log_amp, *controls_lib.LOG_AMP_RANGE)) * audible, axis=-1)
     weight = (power / max(float(np.max(power)), 1e-30))[..., None] * audible
     shape = log_amp - np.max(np.where(audible, log_amp, -np.inf), axis=-1, keepdims=True)
-    total = np.sum(weight, axis=(0, 1, 2))
-    target = -PARTIAL_SLOPE * np.log(harmonics)
-    heard = total > 1e-6 * max(float(np.max(total)), 1e-30)
-    mean = np.sum(np.where(weight > 0, weight * shape, 0.0), axis=(0, 1, 2)) / np.maximum(total, 1e-30)
-    target = np.where(heard, mean, target)
+    axes = (0, 1, 2) if pooled else (1, 2)
+    total = np.sum(weight, axis=axes).reshape(-1, cspec.n_harmonics)                # [n or 1, H]
+    mean = (np.sum(np.where(weight > 0, weight * shape, 0.0), axis=axes).reshape(total.shape)
+            / np.maximum(total, 1e-30))
     basis = notes_lib.timbre_basis(cspec.n_harmonics, spec.n_timbre).astype(np.float64)
     design = np.concatenate([np.ones((cspec.n_harmonics, 1)), basis.T], axis=1)
-    amplitude = np.exp(target - np.max(target))[:, None]      # loud partials fitted closest
-    coef, *_ = np.linalg.lstsq(design * amplitude, target * amplitude[:, 0], rcond=None)
-    return coef[1:].astype(np.float32)
+    codes = []
+    for t, m in zip(total, mean):
+        heard = t > 1e-6 * max(float(np.max(t)), 1e-30)
+        target = np.where(heard, m, -PARTIAL_SLOPE * np.log(harmonics))
+        amplitude = np.exp(target - np.max(target))[:, None]      # loud partials fitted closest
+        coef, *_ = np.linalg.lstsq(design * amplitude, target * amplitude[:, 0], rcond=None)
+        codes.append(coef[1:])
+    return np.asarray(codes, np.float32)
 
 
 def notes_from_records(voices, *, cspec: controls_lib.ControlSpec, spec: notes_lib.NoteSpec,
@@ -165,7 +184,8 @@ def generate_phrases(key: jax.Array, prior: note_prior_lib.NotePrior, *, n: int 
       key: PRNG key (intents, phrases, render noise).
       prior: a `NotePrior` (`pcmusic.model.note_prior.fit` on a corpus).
       n: phrases (ignored when `intent` is given). seconds: length of each.
-      intent: optional float `[n, 3]` (register log2 Hz, tempo log s, level dB).
+      intent: optional float `[n, 3]` (register log2 Hz, tempo log s, level dB); None:
+        drawn from the prior, under the model's own intents where the prior links them.
       cspec / spec: control and note specs (defaults: the model's controls or 16 kHz,
         one voice; NoteSpec with max_notes raised to hold the phrase).
       listen_steps: how often it hears itself (0: render once, do not listen; 1: hear
@@ -186,15 +206,28 @@ def generate_phrases(key: jax.Array, prior: note_prior_lib.NotePrior, *, n: int 
     cspec = dataclasses.replace(cspec or (model.spec.controls if model is not None else controls_lib.ControlSpec()),
                                 n_voices=1)
     k_intent, k_phrase, k_render, k_timbre = jax.random.split(key, 4)
+    tops = np.zeros((0, 0), np.float32)
+    linked = intent is None and model is not None and note_prior_lib.has_link(prior)
     if intent is None:
         checks.integer(n, "n", minimum=1)
-        intent = note_prior_lib.sample_intent(k_intent, prior, n)
+        if linked:          # one hierarchy intent sets the phrase intent and the timbre
+            from pcmusic.generation.sampling import sample_intent
+
+            k_top, k_intent = jax.random.split(k_intent)
+            tops = np.asarray(sample_intent(model, k_top, n)[:, 0])
+            intent = note_prior_lib.sample_intent(k_intent, prior, n, top=jnp.asarray(tops))
+        else:
+            intent = note_prior_lib.sample_intent(k_intent, prior, n)
     intent = np.asarray(intent, np.float32).reshape(-1, 3)
     if not np.all(np.isfinite(intent)):
         raise PcmusicError("intent holds NaN/Inf; give finite [n, 3] intents (register log2 Hz, tempo log s, "
                            "level dB)")
     n_frames = cspec.n_frames(int(np.ceil(seconds * cspec.sample_rate)))
-    timbre = None if model is None else model_timbre(model, k_timbre, spec or notes_lib.NoteSpec())
+    if linked:
+        timbres = intent_timbres(model, jnp.asarray(tops)[:, None], spec or notes_lib.NoteSpec())
+    else:
+        timbre = None if model is None else model_timbre(model, k_timbre, spec or notes_lib.NoteSpec())
+        timbres = [timbre] * len(intent)
     phrases = []
     for i, (k_p, k_r) in enumerate(zip(jax.random.split(k_phrase, len(intent)),
                                        jax.random.split(k_render, len(intent)))):
@@ -203,11 +236,11 @@ def generate_phrases(key: jax.Array, prior: note_prior_lib.NotePrior, *, n: int 
         nspec = spec or notes_lib.NoteSpec(max_notes=max(notes_lib.NoteSpec().max_notes, intended.shape[0]))
         played = intended.copy()
         heard, errors = np.zeros((0, 5)), np.full(intended.shape[0], np.nan)
-        audio = _render(played, n_frames, cspec, nspec, k_r, timbre)
+        audio = _render(played, n_frames, cspec, nspec, k_r, timbres[i])
         for step in range(listen_steps):
             if step:          # correct the action by what was heard, and play again
                 played[:, 2] = played[:, 2] * 2.0 ** (-np.nan_to_num(errors) / 1200.0)
-                audio = _render(played, n_frames, cspec, nspec, k_r, timbre)
+                audio = _render(played, n_frames, cspec, nspec, k_r, timbres[i])
             percept = perceive(audio, cspec.sample_rate, inference=inference, model=model,
                                cspec=cspec if model is None else None)    # a model hears with its own
             voices = [v for v in percept.notes if len(v)] or [np.zeros((0, 5))]
@@ -215,5 +248,6 @@ def generate_phrases(key: jax.Array, prior: note_prior_lib.NotePrior, *, n: int 
             heard = heard[np.argsort(heard[:, 0], kind="stable")]
             errors = _match(intended, heard)
         phrases.append(Phrase(audio=audio.astype(np.float32), intended=intended, heard=heard,
-                              pitch_error_cents=errors, intent=intent[i]))
+                              pitch_error_cents=errors, intent=intent[i],
+                              top=tops[i] if linked else np.zeros(0, np.float32)))
     return phrases

@@ -30,10 +30,25 @@ INTERVAL_RANGE_CENTS either way), inter-onset intervals between notes played in 
 (log-normal), articulation (duration / inter-onset interval), the chance of a rest
 before a note (a silence longer than the corpus's median gap by half its median
 inter-onset interval, and at least REST_GAP_S), and loudness.
-The intent of a phrase is its register (mean log2 f0), tempo (mean log inter-onset
+The intent of a phrase u is its register (mean log2 f0), tempo (mean log inter-onset
 interval) and level: a Gaussian over the training phrases' intents. `sample_phrase`
 clamps an intent and draws a phrase: each pitch from the product of the interval,
 tuning and register densities on a 1-cent grid.
+
+Above the phrase intent sits the hierarchy's intent (the top latent y `[d_top]` of the
+clip the phrase was heard in, `pcmusic.perception.perceive_intents`); where a prior is
+fitted with the tops (`fit(..., tops=)`), y predicts u by a linear-Gaussian link,
+
+    u | y ~ N(intent_mean + (y - top_mean) W, diag(link_sd^2)),
+
+the level's energy 0.5 sum_j ((u_j - mu_j(y)) / link_sd_j)^2 (`intent_energy`). W is
+the ridge regression of the phrase intents on the standardised tops (the fixed point
+of a linear PC layer's weight learning under a Gaussian weight prior); each of u's
+three components takes the penalty of LINK_RIDGES (inf: no link) with the least
+leave-one-phrase-out squared error, computed in closed form (e_i / (1 - h_ii)), and
+link_sd is the root of that held-out error, so a top that says nothing about a
+component leaves it at its marginal. A prior without tops has d_top = 0 and samples
+its intents from the marginal alone.
 
 All are fitted in closed form (`fit`) from perceived or symbolic phrases: note records
 `[n, >=4]` with columns onset_s, offset_s, f0_hz, loudness_db (`NOTE_COLUMNS`).
@@ -54,6 +69,9 @@ INTERVAL_RANGE_CENTS = 2400   # intervals beyond two octaves are not modelled
 SMOOTH_CENTS = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0)  # widths tried
 REST_GAP_S = 0.05             # a rest is at least this long (see `fit`)
 NOTE_COST = 3.0               # nats per present note: a note must explain this much
+INTENT_SD_FLOOR = (0.05, 0.05, 1.0)   # least s.d. of a phrase intent: register (oct), tempo (log s), level (dB)
+LINK_SD_FLOOR = (0.01, 0.01, 0.2)     # least s.d. of a phrase intent about the link's prediction
+LINK_RIDGES = (1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0, 1e3, np.inf)   # penalties tried for the intent link
 
 
 class NotePrior(NamedTuple):
@@ -67,6 +85,10 @@ class NotePrior(NamedTuple):
       before a note. intent_mean / intent_sd: `[3]` register (log2 Hz), tempo (log s),
       level (dB) of a phrase. register_sd: s.d. of pitches about their phrase's mean
       (octaves). note_cost: nats per present note.
+    top_mean: `[d_top]` mean of the hierarchy's intents the link was fitted on.
+      link_weight: `[d_top, 3]` W, the link from a hierarchy intent to the phrase intent
+      (module docstring). link_sd: `[3]` s.d. of a phrase intent about the link's
+      prediction. d_top = 0: no link (link_sd = intent_sd).
     """
 
     tuning: jax.Array
@@ -80,19 +102,63 @@ class NotePrior(NamedTuple):
     intent_sd: jax.Array
     register_sd: jax.Array
     note_cost: jax.Array
+    top_mean: jax.Array
+    link_weight: jax.Array
+    link_sd: jax.Array
 
 
 def flat(*, period_oct: float = 1.0) -> NotePrior:
     """The prior before any data: every pitch class and interval equally likely."""
     f = np.float32
+    intent_sd = jnp.asarray([0.5, 0.3, 6.0], jnp.float32)
     return NotePrior(tuning=jnp.zeros(TUNING_BINS, jnp.float32) - np.float32(np.log(period_oct)),
                      period_oct=f(period_oct),
                      interval=jnp.full(2 * INTERVAL_RANGE_CENTS + 1,
                                        -np.log(2 * INTERVAL_RANGE_CENTS + 1), jnp.float32),
                      log_ioi_mean=f(np.log(0.4)), log_ioi_sd=f(0.4), articulation=f(0.9),
                      rest_prob=f(0.1), intent_mean=jnp.asarray([np.log2(330.0), np.log(0.4), -20.0], jnp.float32),
-                     intent_sd=jnp.asarray([0.5, 0.3, 6.0], jnp.float32), register_sd=f(0.4),
-                     note_cost=f(NOTE_COST))
+                     intent_sd=intent_sd, register_sd=f(0.4), note_cost=f(NOTE_COST),
+                     **_no_link(intent_sd))
+
+
+def _no_link(intent_sd) -> dict:
+    return {"top_mean": jnp.zeros(0, jnp.float32), "link_weight": jnp.zeros((0, 3), jnp.float32),
+            "link_sd": jnp.asarray(intent_sd, jnp.float32)}
+
+
+def has_link(prior: NotePrior) -> bool:
+    """Whether the prior's phrase intents are predicted by a hierarchy intent (d_top > 0)."""
+    return prior.link_weight.shape[0] > 0
+
+
+def fit_link(tops: np.ndarray, intents: np.ndarray) -> dict:
+    """The link from hierarchy intents `[n, d_top]` to phrase intents `[n, 3]` (module
+    docstring): {"top_mean": `[d_top]`, "link_weight": `[d_top, 3]`, "link_sd": `[3]`},
+    float32; each component's ridge penalty and s.d. by leave-one-out error. Needs n >= 3."""
+    x = np.asarray(tops, np.float64)
+    y = np.asarray(intents, np.float64)
+    n = x.shape[0]
+    if x.ndim != 2 or y.shape != (n, 3) or n < 3:
+        raise PcmusicError(f"the intent link needs tops [n, d_top] and intents [n, 3] with n >= 3; got "
+                           f"{x.shape} and {y.shape}")
+    mean, scale = x.mean(axis=0), np.maximum(x.std(axis=0), 1e-6)
+    u, s, vt = np.linalg.svd((x - mean) / scale, full_matrices=False)
+    yc = y - y.mean(axis=0)
+    weight, sd = np.zeros((x.shape[1], 3)), np.zeros(3)
+    for j in range(3):
+        best = (np.inf, None)
+        for ridge in LINK_RIDGES:
+            shrink = np.zeros_like(s) if np.isinf(ridge) else s ** 2 / (s ** 2 + ridge)
+            resid = yc[:, j] - u @ (shrink * (u.T @ yc[:, j]))
+            leverage = np.sum(u ** 2 * shrink, axis=1) + 1.0 / n      # the intercept's share too
+            mse = float(np.mean(np.square(resid / np.maximum(1.0 - leverage, 1e-6))))
+            if mse < best[0]:
+                coef = vt.T @ (np.divide(shrink, s, out=np.zeros_like(s), where=s > 0) * (u.T @ yc[:, j]))
+                best = (mse, coef / scale)
+        weight[:, j] = best[1]
+        sd[j] = max(np.sqrt(best[0]), LINK_SD_FLOOR[j])
+    return {"top_mean": jnp.asarray(mean, jnp.float32), "link_weight": jnp.asarray(weight, jnp.float32),
+            "link_sd": jnp.asarray(sd, jnp.float32)}
 
 
 def _circular_smooth(hist: np.ndarray, sigma_bins: float) -> np.ndarray:
@@ -160,19 +226,27 @@ def _cv_smoothed(counts: np.ndarray, bins: np.ndarray, groups: np.ndarray, smoot
 
 
 def fit(phrases: Sequence, *, period_oct: float = 1.0, smooth_cents: float | None = None,
-        floor: float = 0.02) -> NotePrior:
+        floor: float = 0.02, tops=None) -> NotePrior:
     """The prior of a corpus of phrases (each note records `[n, >=4]`, NOTE_COLUMNS).
 
     period_oct: the tuning's period (given, in octaves). smooth_cents: s.d. of the
     tuning's and the intervals' smoothing (cents); None: each chosen from SMOOTH_CENTS
     by held-out likelihood (module docstring). floor: eps, the uniform share
-    that keeps every pitch possible. Returns a NotePrior.
+    that keeps every pitch possible. tops: optional float `[len(phrases), d_top]`, the
+    hierarchy's intent of each phrase's clip: the prior then links them to the phrase
+    intents (`fit_link`; phrases without notes or with a non-finite top are left out of
+    the link, and fewer than 3 left fit none). Returns a NotePrior.
     """
     if not period_oct > 0:
         raise PcmusicError(f"period_oct must be > 0; got {period_oct}")
     if smooth_cents is not None and not smooth_cents > 0:
         raise PcmusicError(f"smooth_cents must be > 0 (or None: chosen from the data); got {smooth_cents}")
     widths = SMOOTH_CENTS if smooth_cents is None else (smooth_cents,)
+    if tops is not None:
+        tops = np.asarray(tops, np.float64)
+        if tops.ndim != 2 or tops.shape[0] != len(phrases):
+            raise PcmusicError(f"tops must be [n_phrases={len(phrases)}, d_top], one hierarchy intent per "
+                               f"phrase; got shape {tops.shape}")
     phrases = _check_phrases(phrases)
     pitches = np.concatenate([np.log2(a[:, 2]) for a in phrases])
     phrase_of = np.concatenate([np.full(a.shape[0], i) for i, a in enumerate(phrases)])
@@ -213,6 +287,13 @@ def fit(phrases: Sequence, *, period_oct: float = 1.0, smooth_cents: float | Non
                            np.mean(np.log(np.maximum(p, 1e-3))) if p.size else log_ioi.mean(),
                            np.mean(a[:, 3])] for a, p in zip(phrases, played) if a.shape[0]])
     spread = np.concatenate([np.log2(a[:, 2]) - np.mean(np.log2(a[:, 2])) for a in phrases if a.shape[0]])
+    intent_sd = np.maximum(intents.std(axis=0), INTENT_SD_FLOOR)
+    link = _no_link(intent_sd)
+    if tops is not None:
+        linked = tops[[a.shape[0] > 0 for a in phrases]]
+        ok = np.all(np.isfinite(linked), axis=1)
+        if np.sum(ok) >= 3:
+            link = fit_link(linked[ok], intents[ok])
     f = np.float32
     return NotePrior(tuning=jnp.asarray(tuning, jnp.float32), period_oct=f(period_oct),
                      interval=jnp.asarray(np.log(ihist), jnp.float32),
@@ -220,8 +301,8 @@ def fit(phrases: Sequence, *, period_oct: float = 1.0, smooth_cents: float | Non
                      articulation=f(np.clip(np.mean(arts) if arts.size else 0.9, 0.1, 1.0)),
                      rest_prob=f(np.mean(np.concatenate(rests)) if all_iois.size else 0.1),
                      intent_mean=jnp.asarray(intents.mean(axis=0), jnp.float32),
-                     intent_sd=jnp.asarray(np.maximum(intents.std(axis=0), [0.05, 0.05, 1.0]), jnp.float32),
-                     register_sd=f(max(spread.std(), 0.05)), note_cost=f(NOTE_COST))
+                     intent_sd=jnp.asarray(intent_sd, jnp.float32),
+                     register_sd=f(max(spread.std(), 0.05)), note_cost=f(NOTE_COST), **link)
 
 
 def tuning_log_density(log2_f0: jax.Array, prior: NotePrior) -> jax.Array:
@@ -247,9 +328,34 @@ def energy(notes: dict, prior: NotePrior, *, overlap_sd_s: float = 0.01) -> jax.
     return jnp.sum(on * per_note) + 0.5 * jnp.sum(both * jnp.square(overlap / overlap_sd_s))
 
 
-def sample_intent(key: jax.Array, prior: NotePrior, n: int) -> jax.Array:
-    """float32 `[n, 3]` fresh phrase intents (register log2 Hz, tempo log s, level dB)."""
-    return prior.intent_mean[None] + prior.intent_sd[None] * jax.random.normal(key, (n, 3))
+def intent_given(prior: NotePrior, top: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    """(mean, s.d.) of phrase intents: `[..., 3]` under hierarchy intents `top`
+    `[..., d_top]` through the link, or `[3]` the marginal where top is None. A top
+    for a prior without a link (or of another size) is refused."""
+    if top is None:
+        return prior.intent_mean, prior.intent_sd
+    d_top = prior.link_weight.shape[0]
+    if not d_top or top.shape[-1] != d_top:
+        raise PcmusicError(f"this note prior links hierarchy intents of {d_top} dims (0: none); got tops of "
+                           f"shape {tuple(top.shape)}: give the run's own note prior, or no top")
+    lead = (1,) * (top.ndim - 1)
+    shift = (top - prior.top_mean.reshape(lead + (-1,))) @ prior.link_weight
+    return prior.intent_mean.reshape(lead + (3,)) + shift, prior.link_sd
+
+
+def intent_energy(intent: jax.Array, prior: NotePrior, top: jax.Array | None = None) -> jax.Array:
+    """The phrase intents' energy under the prior (nats, summed; constants dropped):
+    0.5 sum ((u - mu) / sd)^2 for intents `[..., 3]`, mu and sd from `intent_given`."""
+    mean, sd = intent_given(prior, top)
+    lead = (1,) * (intent.ndim - 1)
+    return 0.5 * jnp.sum(jnp.square((intent - jnp.broadcast_to(mean, intent.shape)) / sd.reshape(lead + (3,))))
+
+
+def sample_intent(key: jax.Array, prior: NotePrior, n: int, *, top: jax.Array | None = None) -> jax.Array:
+    """float32 `[n, 3]` fresh phrase intents (register log2 Hz, tempo log s, level dB):
+    from the marginal, or given hierarchy intents `top` `[n, d_top]` through the link."""
+    mean, sd = intent_given(prior, top)
+    return jnp.broadcast_to(mean, (n, 3)) + sd[None] * jax.random.normal(key, (n, 3))
 
 
 def sample_phrase(key: jax.Array, prior: NotePrior, intent: jax.Array, *, seconds: float,
@@ -320,11 +426,15 @@ def load(path) -> NotePrior:
         raise PcmusicError(f"{path}: no such file; {fix}") from None
     except (OSError, ValueError, AttributeError) as err:
         raise PcmusicError(f"{path}: not a readable .npz ({err}); {fix}") from None
+    link_fields = ("top_mean", "link_weight", "link_sd")
+    if not any(name in arrays for name in link_fields) and "intent_sd" in arrays:
+        arrays.update({k: np.asarray(v) for k, v in _no_link(arrays["intent_sd"]).items()})  # fitted without tops
     missing = [name for name in NotePrior._fields if name not in arrays]
     if missing:
         raise PcmusicError(f"{path} lacks {', '.join(missing)}; {fix}")
+    d_top = arrays["top_mean"].shape[0] if arrays["top_mean"].ndim == 1 else -1
     shapes = {"tuning": (TUNING_BINS,), "interval": (2 * INTERVAL_RANGE_CENTS + 1,), "intent_mean": (3,),
-              "intent_sd": (3,)}
+              "intent_sd": (3,), "top_mean": (d_top,), "link_weight": (d_top, 3), "link_sd": (3,)}
     for name in NotePrior._fields:
         a = arrays[name]
         if a.shape != shapes.get(name, ()) or not np.all(np.isfinite(a)):

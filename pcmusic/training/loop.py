@@ -135,18 +135,29 @@ def rebank(params: dict, batches: list, *, spec, inference, intent_shoot_steps: 
     return dict(params, intent=intents.replace_bank(params["intent"], tops))
 
 
-def fit_note_prior(model: AudioModel, batches: list, *, period_oct: float, n_clips: int):
+def fit_note_prior(model: AudioModel, batches: list, *, period_oct: float, n_clips: int,
+                   inference=None, intent_shoot_steps: int = 0):
     """The note prior (`pcmusic.model.note_prior.fit`, period `period_oct` octaves) of the
     notes that `model` perceives (notes settled under its hierarchy, the package's
     perception defaults) in the first n_clips clips of `batches` (float32
     `[B, n_samples]` each, at the model's rate); each voice's notes in a clip are one
-    phrase. Raises PcmusicError when fewer than two notes were heard."""
+    phrase. With `inference` (the run's InferenceSpec) the phrase intents are linked to
+    the clips' hierarchy intents (`pcmusic.perception.perceive_intents` with
+    intent_shoot_steps, as the intent bank holds them). Raises PcmusicError when fewer
+    than two notes were heard."""
     from pcmusic.model import note_prior
     from pcmusic.perception import perceive_batch
 
     clips = [row for b in batches for row in np.asarray(b)][:n_clips]
     percepts = perceive_batch(clips, model.spec.sample_rate, model=model)
-    return note_prior.fit([v for p in percepts for v in p.notes if len(v)], period_oct=period_oct)
+    phrases = [(i, v) for i, p in enumerate(percepts) for v in p.notes if len(v)]
+    tops = None
+    if inference is not None:
+        clip_tops = np.concatenate([np.asarray(perceive_intents(model, b, inference=inference,
+                                                                intent_shoot_steps=intent_shoot_steps))
+                                    for b in batches])[:n_clips]
+        tops = clip_tops[[i for i, _ in phrases]] if phrases else None
+    return note_prior.fit([v for _, v in phrases], period_oct=period_oct, tops=tops)
 
 
 # ---------------------------------------------------------------- data
@@ -236,13 +247,19 @@ def _write_note_prior(config: Config, state, data: "TrainingData", workdir: Path
                              state.params)       # replicated: this process's copy
         prior = fit_note_prior(AudioModel(config.model, local),
                                data.eval_batches(t.note_prior_clips, salt=2),
-                               period_oct=t.note_period_oct, n_clips=t.note_prior_clips)
+                               period_oct=t.note_period_oct, n_clips=t.note_prior_clips,
+                               inference=config.inference, intent_shoot_steps=t.intent_shoot_steps)
     except PcmusicError as err:
         say(f"no note prior written: {err}")
         return
     note_prior.save(workdir / checkpoint.NOTE_PRIOR_FILE, prior, overwrite=True)
     peaks = note_prior.lattice_cents(prior)
-    say(f"note prior written to {workdir / checkpoint.NOTE_PRIOR_FILE}: {len(peaks)} pitch classes")
+    linked = ""
+    if note_prior.has_link(prior):
+        ratio = np.asarray(prior.link_sd) / np.asarray(prior.intent_sd)
+        linked = (f"; its intents predict the phrases' register, tempo and level to {ratio[0]:.2f}, "
+                  f"{ratio[1]:.2f}, {ratio[2]:.2f} of their spread")
+    say(f"note prior written to {workdir / checkpoint.NOTE_PRIOR_FILE}: {len(peaks)} pitch classes{linked}")
 
 
 def _evaluate(step_fn, state, batches) -> dict:
