@@ -16,6 +16,19 @@ def test_melodies_are_monophonic_on_their_grid_and_within_range():
             np.testing.assert_allclose(np.mod(cents + step / 2, step) - step / 2, 0.0, atol=1e-6)
 
 
+def test_the_repeated_notes_set_repeats_pitches_and_leaves_the_other_melodies_alone():
+    repeats, plain_repeats = [], []
+    for seed in range(40):
+        plain = bt.melody(np.random.default_rng(seed))
+        assert np.array_equal(plain, bt.melody(np.random.default_rng(seed), repeat_probability=0.0))
+        plain_repeats.append(np.mean(np.diff(plain[:, 2]) == 0.0))          # only where the range clips
+        m = bt.melody(np.random.default_rng(seed), repeat_probability=bt.REPEAT_PROBABILITY)
+        assert np.all(m[1:, 0] >= m[:-1, 1] - 1e-9)
+        repeats.append(np.mean(np.diff(m[:, 2]) == 0.0))
+    assert np.mean(plain_repeats) < 0.1
+    assert np.mean(repeats) == pytest.approx(bt.REPEAT_PROBABILITY, abs=0.1)
+
+
 def test_score_counts_onsets_within_50_ms_and_pitches_within_50_cents():
     pytest.importorskip("mir_eval")
     ref = bt.melody(np.random.default_rng(0))

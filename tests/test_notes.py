@@ -337,6 +337,19 @@ def test_a_melody_with_rests_in_5_tet_is_heard_as_its_notes():
     assert np.all(np.abs(heard[:, 3] - loud) < 10.0)
 
 
+def test_vibrato_and_tremolo_do_not_split_a_held_note():
+    """A held tone with 5.5 Hz vibrato (+-30 cents) and tremolo (+-3 dB) is one note."""
+    from pcmusic import perceive
+
+    rate = 16000
+    t = np.arange(int(1.6 * rate)) / rate
+    phase = 2 * np.pi * np.cumsum(330.0 * 2 ** (30 / 1200 * np.sin(2 * np.pi * 5.5 * t))) / rate
+    env = np.minimum(1, t / 0.05) * np.minimum(1, (1.5 - t).clip(0) / 0.05) * 10 ** (3 / 20 * np.sin(2 * np.pi * 5.5 * t))
+    x = sum(env * np.sin(k * phase) / k for k in range(1, 13))
+    heard = perceive((0.2 * x / np.abs(x).max()).astype(np.float32), rate).notes[0]
+    assert heard.shape[0] == 1, heard
+
+
 def test_the_probe_records_the_note_level_and_its_energy_falls():
     from pcmusic import probe
     from pcmusic.perception import InferenceSpec

@@ -6,7 +6,9 @@ sequences of three two-note chords (a third to an octave apart), written as MIDI
 (`pcmusic.midi`) and rendered by FluidSynth on General MIDI instruments of TimGM6mb
 (dry at 16 kHz, and with FluidSynth's reverb at 44.1 kHz: material nothing was tuned
 on). A 5-TET set (melodies in five equal steps per octave, written with pitch bends)
-checks that the notes are heard in Hz, not snapped to keys.
+checks that the notes are heard in Hz, not snapped to keys; a set of melodies in which
+each note repeats the last one's pitch with probability REPEAT_PROBABILITY checks that a
+note struck again is heard again.
 
 Score: `mir_eval.transcription.precision_recall_f1_overlap` with onsets within 50 ms
 and pitches within 50 cents, offsets ignored, pooled over all voices of a clip;
@@ -36,13 +38,16 @@ from pcmusic.data import fluid
 PROGRAMS = {"piano": 0, "guitar": 24, "violin": 40, "trumpet": 56, "clarinet": 71, "flute": 73}
 ONSET_TOLERANCE_S = 0.05
 PITCH_TOLERANCE_CENTS = 50.0
+REPEAT_PROBABILITY = 0.4      # the repeated-notes set: each note repeats the last pitch this often
 SOUNDFONT_ENV = "PCMUSIC_BENCH_SOUNDFONT"
 
 
-def melody(rng: np.random.Generator, *, step_cents: float = 100.0) -> np.ndarray:
+def melody(rng: np.random.Generator, *, step_cents: float = 100.0, repeat_probability: float = 0.0) -> np.ndarray:
     """Note records float64 `[n, 5]` (onset_s, offset_s, f0_hz, loudness_db, 1) of one
     random melody (module docstring); pitches on the equal division of the octave with
-    steps of `step_cents`, around A3..A5."""
+    steps of `step_cents`, around A3..A5; each note repeats the last one's pitch with
+    `repeat_probability` (a draw made only where it is > 0, so melodies without repeats
+    stay the same for a seed)."""
     n = int(rng.integers(6, 11))
     steps_per_octave = 1200.0 / step_cents
     lo = int(np.ceil(steps_per_octave * np.log2(165.0 / 27.5)))     # E3 .. A5, from A0
@@ -57,6 +62,8 @@ def melody(rng: np.random.Generator, *, step_cents: float = 100.0) -> np.ndarray
         legato = rng.random() < 0.3
         t += dur + (0.0 if legato else float(rng.uniform(0.1, 0.3)) if rng.random() < 0.25 / 0.7
                     else float(rng.uniform(0.02, 0.06)))
+        if repeat_probability > 0 and rng.random() < repeat_probability:
+            continue
         degree = int(np.clip(degree + int(rng.integers(1, largest + 1)) * int(rng.choice([-1, 1])), lo, hi))
     return np.asarray(out, np.float64)
 
@@ -187,6 +194,9 @@ def benchmark_sets(*, quick: bool, per_program: int | None = None) -> list[tuple
     out.append(("two-note chords, dry, 16 kHz (n_voices=2)", 16000, False, 2,
                 [(f"chords_{name}_{i}", chords(rng(3, program, i)), program) for name, program in programs.items()
                  for i in range(per_program)]))
+    out.append(("melodies with repeated notes, dry, 16 kHz", 16000, False, 1,
+                [(f"repeat_16000_dry_{name}_{i}", [melody(rng(4, program, i), repeat_probability=REPEAT_PROBABILITY)],
+                  program) for name, program in programs.items() for i in range(per_program)]))
     if soundfont():
         stem = Path(soundfont()).stem
         out = [(f"{label}, {stem}", rate, reverb, n_voices, [(f"{stem}_{name}", v, p) for name, v, p in cases])
@@ -216,7 +226,8 @@ def write_renders(folder: str | Path, *, quick: bool, per_program: int | None = 
 
 
 def run(*, quick: bool) -> Iterator[tuple[str, list[dict]]]:
-    """Tables: melodies (dry 16 kHz; reverb 44.1 kHz; 5-TET) and two-note chords."""
+    """Tables: melodies (dry 16 kHz; reverb 44.1 kHz; 5-TET), two-note chords, melodies
+    with repeated notes."""
     if not fluid.available(soundfont()):
         yield ("transcription", [{"note": f"fluidsynth or the soundfont {soundfont() or '(GM)'} missing: "
                                           "apt-get install fluidsynth timgm6mb-soundfont"}])
