@@ -48,15 +48,6 @@ COMPONENTS = ("register_oct", "tempo_log_s", "level_db")
 N_INTENTS = 256
 
 
-def phrase_intent(notes: np.ndarray) -> np.ndarray:
-    """[3]: register (mean log2 Hz), tempo (mean log inter-onset interval; NaN for one
-    note), level (mean dB) of note records."""
-    ioi = np.diff(notes[:, 0])
-    ioi = ioi[ioi > 1e-3]
-    return np.asarray([np.mean(np.log2(notes[:, 2])), np.mean(np.log(ioi)) if ioi.size else np.nan,
-                       np.mean(notes[:, 3])])
-
-
 def decoded_log2_hz(model, tops: np.ndarray) -> np.ndarray:
     """[n]: the power-weighted median log2 f0 of the top-down controls of intents [n, d_top]."""
     cspec = model.spec.controls
@@ -79,13 +70,13 @@ def held_out(model, config, prior, *, n_clips: int) -> dict:
     tops = np.concatenate([np.asarray(perceive_intents(model, b, inference=config.inference,
                                                        intent_shoot_steps=config.train.intent_shoot_steps))
                            for b in batches])[:n_clips]
-    rows, intents = [], []
+    rows, heard = [], []
     for top, percept in zip(tops, perception.perceive_batch(clips, model.spec.sample_rate, model=model)):
         for notes in percept.notes:
             if len(notes) and np.all(np.isfinite(top)):
                 rows.append(top)
-                intents.append(phrase_intent(notes))
-    tops, intents = np.asarray(rows), np.asarray(intents)
+                heard.append(notes)
+    tops, intents = np.asarray(rows), note_prior.phrase_intents(heard)    # as the prior's fit reads them
     out = {"n_phrases": int(len(intents))}
     for name, top in (("marginal", None), ("linked", jnp.asarray(tops))):
         mean, sd = note_prior.intent_given(prior, top)

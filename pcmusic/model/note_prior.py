@@ -225,6 +225,46 @@ def _cv_smoothed(counts: np.ndarray, bins: np.ndarray, groups: np.ndarray, smoot
     return best
 
 
+def _rhythm(phrases: list[np.ndarray]) -> tuple[list, list, list]:
+    """Per phrase (records sorted by onset): the inter-onset intervals of notes played in
+    turn, their articulations (duration / interval), and whether each interval held a
+    rest. A rest is a silence longer than the corpus's usual gap between notes by half a
+    usual inter-onset interval (the sampler's rest: the next note one interval later),
+    and at least REST_GAP_S."""
+    iois, gaps, arts = [], [], []
+    for a in phrases:
+        ioi = np.diff(a[:, 0])
+        ok = ioi > 1e-3
+        iois.append(ioi[ok])
+        gaps.append((a[1:, 0] - a[:-1, 1])[ok])
+        arts.append((a[:-1, 1] - a[:-1, 0])[ok] / ioi[ok])
+    all_iois, all_gaps = np.concatenate(iois), np.concatenate(gaps)
+    rest_gap = (max(float(np.median(all_gaps)), 0.0) + 0.5 * float(np.median(all_iois))
+                if all_iois.size else np.inf)
+    rests = [np.maximum(g, 0.0) > max(rest_gap, REST_GAP_S) for g in gaps]
+    return ([i[~r] for i, r in zip(iois, rests)], [a[~r] for a, r in zip(arts, rests)], rests)
+
+
+def _log_iois(played: list) -> np.ndarray:
+    return np.log(np.maximum(np.concatenate(played), 1e-3)) if sum(p.size for p in played) else np.log([0.4])
+
+
+def _intents(phrases: list[np.ndarray], played: list, log_ioi: np.ndarray) -> np.ndarray:
+    return np.asarray([[np.mean(np.log2(a[:, 2])),
+                        np.mean(np.log(np.maximum(p, 1e-3))) if p.size else log_ioi.mean(),
+                        np.mean(a[:, 3])] for a, p in zip(phrases, played) if a.shape[0]])
+
+
+def phrase_intents(phrases: Sequence) -> np.ndarray:
+    """float64 `[n, 3]`: the intent of each phrase with notes (note records `[m, >=4]`,
+    NOTE_COLUMNS), as `fit` reads them: register (mean log2 Hz), tempo (mean log
+    inter-onset interval of the notes played in turn, rests judged on the whole corpus;
+    the corpus's mean for a phrase of one note), level (mean dB)."""
+    phrases = _check_phrases(phrases)
+    played, _, _ = _rhythm(phrases)
+    return _intents(phrases, played, _log_iois(played))
+
+
 def fit(phrases: Sequence, *, period_oct: float = 1.0, smooth_cents: float | None = None,
         floor: float = 0.02, tops=None) -> NotePrior:
     """The prior of a corpus of phrases (each note records `[n, >=4]`, NOTE_COLUMNS).
@@ -267,25 +307,10 @@ def fit(phrases: Sequence, *, period_oct: float = 1.0, smooth_cents: float | Non
     ihist = _cv_smoothed(ihist, steps + INTERVAL_RANGE_CENTS, step_of, _linear_smooth, widths, floor,
                          circular=False) + 1e-9
     ihist = (1 - floor) * ihist / ihist.sum() + floor / ihist.size
-    iois, gaps, arts = [], [], []
-    for a in phrases:
-        ioi = np.diff(a[:, 0])
-        ok = ioi > 1e-3
-        iois.append(ioi[ok])
-        gaps.append((a[1:, 0] - a[:-1, 1])[ok])
-        arts.append((a[:-1, 1] - a[:-1, 0])[ok] / ioi[ok])
-    all_iois, all_gaps = np.concatenate(iois), np.concatenate(gaps)
-    # A rest is a silence longer than the usual gap between notes by half a usual
-    # inter-onset interval: the sampler's rest (the next note one interval later).
-    rest_gap = (max(float(np.median(all_gaps)), 0.0) + 0.5 * float(np.median(all_iois))
-                if all_iois.size else np.inf)
-    rests = [np.maximum(g, 0.0) > max(rest_gap, REST_GAP_S) for g in gaps]
-    played = [i[~r] for i, r in zip(iois, rests)]
-    log_ioi = np.log(np.maximum(np.concatenate(played), 1e-3)) if sum(p.size for p in played) else np.log([0.4])
-    arts = np.concatenate([a[~r] for a, r in zip(arts, rests)])
-    intents = np.asarray([[np.mean(np.log2(a[:, 2])),
-                           np.mean(np.log(np.maximum(p, 1e-3))) if p.size else log_ioi.mean(),
-                           np.mean(a[:, 3])] for a, p in zip(phrases, played) if a.shape[0]])
+    played, arts, rests = _rhythm(phrases)
+    log_ioi = _log_iois(played)
+    arts = np.concatenate(arts)
+    intents = _intents(phrases, played, log_ioi)
     spread = np.concatenate([np.log2(a[:, 2]) - np.mean(np.log2(a[:, 2])) for a in phrases if a.shape[0]])
     intent_sd = np.maximum(intents.std(axis=0), INTENT_SD_FLOOR)
     link = _no_link(intent_sd)
@@ -299,7 +324,7 @@ def fit(phrases: Sequence, *, period_oct: float = 1.0, smooth_cents: float | Non
                      interval=jnp.asarray(np.log(ihist), jnp.float32),
                      log_ioi_mean=f(log_ioi.mean()), log_ioi_sd=f(max(log_ioi.std(), 0.05)),
                      articulation=f(np.clip(np.mean(arts) if arts.size else 0.9, 0.1, 1.0)),
-                     rest_prob=f(np.mean(np.concatenate(rests)) if all_iois.size else 0.1),
+                     rest_prob=f(np.mean(np.concatenate(rests)) if sum(r.size for r in rests) else 0.1),
                      intent_mean=jnp.asarray(intents.mean(axis=0), jnp.float32),
                      intent_sd=jnp.asarray(intent_sd, jnp.float32),
                      register_sd=f(max(spread.std(), 0.05)), note_cost=f(NOTE_COST), **link)
