@@ -40,9 +40,8 @@ from pcmusic import perception
 from pcmusic.generation import phrases
 from pcmusic.model import note_prior
 from pcmusic.outputs import write_atomic
-from pcmusic.perception import perceive_intents
 from pcmusic.training import checkpoint
-from pcmusic.training.loop import TrainingData, fit_note_prior
+from pcmusic.training.loop import TrainingData, fit_note_prior, heard_phrases
 
 COMPONENTS = ("register_oct", "tempo_log_s", "level_db")
 N_INTENTS = 256
@@ -64,19 +63,11 @@ def decoded_log2_hz(model, tops: np.ndarray) -> np.ndarray:
 
 
 def held_out(model, config, prior, *, n_clips: int) -> dict:
-    data = TrainingData(config)
-    batches = data.eval_batches(n_clips, salt=3)
-    clips = [row for b in batches for row in np.asarray(b)][:n_clips]
-    tops = np.concatenate([np.asarray(perceive_intents(model, b, inference=config.inference,
-                                                       intent_shoot_steps=config.train.intent_shoot_steps))
-                           for b in batches])[:n_clips]
-    rows, heard = [], []
-    for top, percept in zip(tops, perception.perceive_batch(clips, model.spec.sample_rate, model=model)):
-        for notes in percept.notes:
-            if len(notes) and np.all(np.isfinite(top)):
-                rows.append(top)
-                heard.append(notes)
-    tops, intents = np.asarray(rows), note_prior.phrase_intents(heard)    # as the prior's fit reads them
+    heard, tops = heard_phrases(model, TrainingData(config).eval_batches(n_clips, salt=3), n_clips=n_clips,
+                                inference=config.inference, intent_shoot_steps=config.train.intent_shoot_steps)
+    ok = np.all(np.isfinite(tops), axis=1)
+    tops = tops[ok]
+    intents = note_prior.phrase_intents([h for h, keep in zip(heard, ok) if keep])   # as the prior's fit reads them
     out = {"n_phrases": int(len(intents))}
     for name, top in (("marginal", None), ("linked", jnp.asarray(tops))):
         mean, sd = note_prior.intent_given(prior, top)
@@ -139,8 +130,9 @@ def main(argv=None) -> int:
     prior = note_prior.load(path) if path is not None else None
     if prior is None or not note_prior.has_link(prior):
         print("the run's note prior has no intent link; fitting one to 64 held-out clips", file=sys.stderr)
-        prior = fit_note_prior(model, TrainingData(config).eval_batches(64, salt=2), period_oct=config.train.note_period_oct, n_clips=64,
-                               inference=config.inference, intent_shoot_steps=config.train.intent_shoot_steps)
+        prior = fit_note_prior(model, TrainingData(config).eval_batches(64, salt=2), n_clips=64,
+                               period_oct=config.train.note_period_oct, inference=config.inference,
+                               intent_shoot_steps=config.train.intent_shoot_steps)
     results = {"run": args.run, "held_out": held_out(model, config, prior, n_clips=args.clips),
                "intents": intents(model, prior, jax.random.key(12)),
                "generation": generation(model, prior, jax.random.key(11), n=args.n_generate, seconds=args.seconds),

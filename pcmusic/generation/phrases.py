@@ -214,8 +214,9 @@ def generate_phrases(key: jax.Array, prior: note_prior_lib.NotePrior, *, n: int 
             from pcmusic.generation.sampling import sample_intent
 
             k_top, k_intent = jax.random.split(k_intent)
-            tops = np.asarray(sample_intent(model, k_top, n)[:, 0])
-            intent = note_prior_lib.sample_intent(k_intent, prior, n, top=jnp.asarray(tops))
+            drawn = sample_intent(model, k_top, n)                          # [n, 1, d_top]
+            intent = note_prior_lib.sample_intent(k_intent, prior, n, top=drawn[:, 0])
+            tops = np.asarray(drawn[:, 0])
         else:
             intent = note_prior_lib.sample_intent(k_intent, prior, n)
     intent = np.asarray(intent, np.float32).reshape(-1, 3)
@@ -224,7 +225,7 @@ def generate_phrases(key: jax.Array, prior: note_prior_lib.NotePrior, *, n: int 
                            "level dB)")
     n_frames = cspec.n_frames(int(np.ceil(seconds * cspec.sample_rate)))
     if linked:
-        timbres = intent_timbres(model, jnp.asarray(tops)[:, None], spec or notes_lib.NoteSpec())
+        timbres = intent_timbres(model, drawn, spec or notes_lib.NoteSpec())
     else:
         timbre = None if model is None else model_timbre(model, k_timbre, spec or notes_lib.NoteSpec())
         timbres = [timbre] * len(intent)

@@ -135,29 +135,40 @@ def rebank(params: dict, batches: list, *, spec, inference, intent_shoot_steps: 
     return dict(params, intent=intents.replace_bank(params["intent"], tops))
 
 
-def fit_note_prior(model: AudioModel, batches: list, *, period_oct: float, n_clips: int,
-                   inference=None, intent_shoot_steps: int = 0):
-    """The note prior (`pcmusic.model.note_prior.fit`, period `period_oct` octaves) of the
-    notes that `model` perceives (notes settled under its hierarchy, the package's
-    perception defaults) in the first n_clips clips of `batches` (float32
-    `[B, n_samples]` each, at the model's rate); each voice's notes in a clip are one
-    phrase. With `inference` (the run's InferenceSpec) the phrase intents are linked to
-    the clips' hierarchy intents (`pcmusic.perception.perceive_intents` with
-    intent_shoot_steps, as the intent bank holds them). Raises PcmusicError when fewer
-    than two notes were heard."""
-    from pcmusic.model import note_prior
+def heard_phrases(model: AudioModel, batches: list, *, n_clips: int, inference=None,
+                  intent_shoot_steps: int = 0) -> tuple[list, np.ndarray | None]:
+    """(phrases, tops): the notes `model` perceives (notes settled under its hierarchy, the
+    package's perception defaults) in the first n_clips clips of `batches` (float32
+    `[B, n_samples]` each, at the model's rate), each voice's notes in a clip one phrase
+    (voices that heard none left out); with `inference` (the run's InferenceSpec), tops
+    float32 `[n_phrases, d_top]`: each phrase's clip's intent
+    (`pcmusic.perception.perceive_intents` with intent_shoot_steps, as the intent bank holds
+    them; NaN where inference diverged), else None."""
     from pcmusic.perception import perceive_batch
 
     clips = [row for b in batches for row in np.asarray(b)][:n_clips]
     percepts = perceive_batch(clips, model.spec.sample_rate, model=model)
-    phrases = [(i, v) for i, p in enumerate(percepts) for v in p.notes if len(v)]
+    heard = [(i, v) for i, p in enumerate(percepts) for v in p.notes if len(v)]
     tops = None
     if inference is not None:
         clip_tops = np.concatenate([np.asarray(perceive_intents(model, b, inference=inference,
                                                                 intent_shoot_steps=intent_shoot_steps))
                                     for b in batches])[:n_clips]
-        tops = clip_tops[[i for i, _ in phrases]] if phrases else None
-    return note_prior.fit([v for _, v in phrases], period_oct=period_oct, tops=tops)
+        tops = clip_tops[np.asarray([i for i, _ in heard], int)]
+    return [v for _, v in heard], tops
+
+
+def fit_note_prior(model: AudioModel, batches: list, *, period_oct: float, n_clips: int,
+                   inference=None, intent_shoot_steps: int = 0):
+    """The note prior (`pcmusic.model.note_prior.fit`, period `period_oct` octaves) of the
+    phrases `model` hears in the first n_clips clips of `batches` (`heard_phrases`); with
+    `inference` their phrase intents are linked to the clips' hierarchy intents. Raises
+    PcmusicError when fewer than two notes were heard."""
+    from pcmusic.model import note_prior
+
+    phrases, tops = heard_phrases(model, batches, n_clips=n_clips, inference=inference,
+                                  intent_shoot_steps=intent_shoot_steps)
+    return note_prior.fit(phrases, period_oct=period_oct, tops=tops)
 
 
 # ---------------------------------------------------------------- data
