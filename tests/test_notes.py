@@ -337,6 +337,29 @@ def test_a_melody_with_rests_in_5_tet_is_heard_as_its_notes():
     assert np.all(np.abs(heard[:, 3] - loud) < 10.0)
 
 
+def test_a_slurred_note_with_a_slow_attack_begins_where_its_own_partials_rise():
+    """Slurred notes that fade in over 100 ms (from -40 dB, rising evenly in dB) under the
+    last one's release (time constant 50 ms): each onset within 25 ms of its true onset, where
+    the crossfade's power (lowest after the new note has begun) put them 50-65 ms late; the
+    first note's swell from silence stays one note."""
+    from pcmusic import perceive
+
+    rate = 16000
+    truth = np.asarray([(0.1, 0.55, 196.0), (0.55, 1.0, 261.6), (1.0, 1.4, 233.1), (1.4, 1.9, 311.1)])
+    t = np.arange(int(2.4 * rate)) / rate
+    x = np.zeros_like(t)
+    for on, off, f0 in truth:
+        tt = t - on
+        rise = 10 ** (-2.0 * (1.0 - np.clip(tt / 0.1, 0.0, 1.0)))
+        env = np.where(tt < 0, 0.0, rise * np.exp(-np.clip(t - off, 0.0, None) / 0.05))
+        x += sum(env * np.sin(2 * np.pi * k * f0 * tt + 0.3 * k) / k for k in range(1, 9))
+    heard = perceive((0.2 * x / np.abs(x).max()).astype(np.float32), rate).notes[0]
+    assert heard.shape[0] == 4, heard
+    np.testing.assert_allclose(1200 * np.log2(heard[:, 2] / truth[:, 2]), 0.0, atol=10.0)
+    np.testing.assert_allclose(heard[1:, 0], truth[1:, 0], atol=0.025)
+    assert abs(heard[0, 0] - truth[0, 0]) < 0.05       # from silence: a 40 dB swell, one note
+
+
 def test_vibrato_and_tremolo_do_not_split_a_held_note():
     """A held tone with 5.5 Hz vibrato (+-30 cents) and tremolo (+-3 dB) is one note."""
     from pcmusic import perceive

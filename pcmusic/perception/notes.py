@@ -14,9 +14,11 @@ every step a synthesis of the sound).
 
 Notes settle starting from a proposal (`propose`): each voice's voiced frames cut into
 segments where the pitch moves away from the segment's by more than SPLIT_CENTS for
-SPLIT_FRAMES frames, or the partials' power jumps by ONSET_DB within two frames (glides
-and short pieces joined to their notes: `_segments`); each segment becomes a note whose
-onset is traced back to where its sound began (`_onsets`) and whose level, timbre and
+SPLIT_FRAMES frames, or the partials' power jumps by ONSET_DB within two frames after
+falling from the note's loudest (glides and short pieces joined to their notes:
+`_segments`); each segment becomes a note whose onset is traced back to where its sound
+began (`_onsets`: for a note that follows another, where its own partials, read from the
+chunk's spectra, began to rise under the last one's release) and whose level, timbre and
 decay are the least-squares fit of its partials. Onsets, durations, pitches, attacks,
 loudness and the gates (whether each note is there at all) then move by the energy's
 gradient; the notes whose gate ends on are the percept's notes (`records`).
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -42,13 +45,18 @@ from pcmusic.perception.inference import make_energy_fn
 
 SPLIT_CENTS = 40.0       # a pitch this far from the segment's starts a new note ...
 SPLIT_FRAMES = 3         # ... when it holds there this many frames
-ONSET_DB = 6.0           # a rise of the partials' power this large within two frames is an onset
+ONSET_DB = 6.0           # a rise of the partials' power this large within two frames is an onset ...
+ONSET_DIP_DB = 1.0       # ... when it rises from this far below the note's loudest so far (not a swell)
 RISE_DB = 40.0           # a note's attack is traced back to where its power is this far below its peak
 MAX_ATTACK_S = 0.1       # ... or at most this far back
 MIN_NOTE_S = 0.03        # settled notes shorter than this are dropped
 MIN_SEGMENT_S = 0.06     # shorter segments join the segment before them
 TRANSITION_S = 0.15      # a shorter piece between two notes whose pitch sweeps is a glide
 JOIN_CENTS = 50.0        # a note across a chunk seam continues one within this many cents
+OWN_FFT_HOPS = 8         # window of the spectra a note's own partials are read from (control frames)
+OWN_EXCLUDE_BINS = 2.5   # a partial this close to one of the previous note's is not the note's own
+OWN_RISEN_DB = 6.0       # a note's own partials are traced back from where they come this near their peak ...
+OWN_RISE_DB = 0.5        # ... while they rise by more than this per frame
 NOTE_LEVELS = ("notes", "note_prior")   # the energy terms the note level adds
 
 
@@ -75,7 +83,8 @@ def _segments(f0_oct: np.ndarray, power_db: np.ndarray, voiced: np.ndarray, fram
     Voiced runs are cut where the (5-frame median) pitch leaves the segment's by more
     than SPLIT_CENTS and holds (within SPLIT_CENTS / 2) for SPLIT_FRAMES frames, or the
     power rises by ONSET_DB within two frames (not within the first 2 MIN_NOTE_S of a
-    segment: that is its own attack). Then a piece shorter than TRANSITION_S that follows a note without an onset
+    segment: that is its own attack) from ONSET_DIP_DB below the segment's loudest so far
+    (a swell that keeps rising is one note). Then a piece shorter than TRANSITION_S that follows a note without an onset
     and leads straight into the next, its pitch spanning more than 2 SPLIT_CENTS, is the
     glide from one note to the next and is shared between them at its middle; pieces
     shorter than MIN_SEGMENT_S join the note before; a piece that opens with an onset and lasts less
@@ -103,7 +112,8 @@ def _segments(f0_oct: np.ndarray, power_db: np.ndarray, voiced: np.ndarray, fram
         ahead = pitch[t:min(n, t + SPLIT_FRAMES)]
         moved = (ahead.size == SPLIT_FRAMES and np.all(np.abs(ahead - ref) > split)
                  and np.ptp(ahead) < 0.5 * split and np.all(voiced[t:t + SPLIT_FRAMES]))
-        attack = t - start >= 2 * min_frames and power_db[t] - power_db[t - 2] > ONSET_DB
+        attack = (t - start >= 2 * min_frames and power_db[t] - power_db[t - 2] > ONSET_DB
+                  and power_db[t - 2] < np.max(power_db[start:t - 1]) - ONSET_DIP_DB)
         if moved or attack:
             cuts.append([start, t, attacked])
             start, attacked = t, bool(attack)
@@ -135,28 +145,83 @@ def _segments(f0_oct: np.ndarray, power_db: np.ndarray, voiced: np.ndarray, fram
     return [(a, b) for a, b, _ in out if b - a >= min_frames]
 
 
-def _onsets(segs: list[tuple[int, int]], power_db: np.ndarray, frame_rate_hz: float
-            ) -> list[tuple[float, float]]:
+def _own_power_db(spectra: np.ndarray, f0_hz: float, other_hz: float, bin_hz: float) -> np.ndarray | None:
+    """float64 `[T]`: the power (dB) of a note's own partials in magnitude-squared spectra
+    `[T, n_bins]` (bin width bin_hz): per frame, the sum over its harmonics k f0_hz of the
+    largest bin within one bin of each, leaving out harmonics within OWN_EXCLUDE_BINS of a
+    harmonic of other_hz (the note it follows, whose partials would mask its rise). None
+    when fewer than two of its harmonics are its own."""
+    n_bins = spectra.shape[1]
+    k = np.arange(1, int((n_bins - 2) * bin_hz / f0_hz) + 1)
+    if k.size == 0:
+        return None
+    freq = k * f0_hz
+    nearest_other = np.round(freq / other_hz) * other_hz
+    own = np.abs(freq - nearest_other) > OWN_EXCLUDE_BINS * bin_hz
+    if own.sum() < 2:
+        return None
+    centre = np.round(freq[own] / bin_hz).astype(int)
+    idx = np.clip(centre[:, None] + np.arange(-1, 2)[None, :], 0, n_bins - 1)
+    power = np.max(spectra[:, idx], axis=-1).sum(axis=-1)
+    return 10 * np.log10(np.maximum(power, 1e-20))
+
+
+def _spectra(audio: np.ndarray, n_frames: int, hop: int) -> np.ndarray:
+    """float64 `[n_frames, OWN_FFT_HOPS * hop / 2 + 1]`: Hann-windowed power spectra of
+    `audio` centred on samples n * hop."""
+    n_fft = OWN_FFT_HOPS * hop
+    x = np.pad(np.asarray(audio, np.float64), (n_fft // 2, n_fft))
+    idx = np.arange(n_frames)[:, None] * hop + np.arange(n_fft)[None, :]
+    return np.square(np.abs(np.fft.rfft(x[idx] * np.hanning(n_fft), axis=-1)))
+
+
+def _own_of_segment(spectra: np.ndarray, f0_oct: np.ndarray, segs: list[tuple[int, int]], bin_hz: float,
+                    k: int) -> np.ndarray | None:
+    """`_own_power_db` of segment k of one voice (its median pitch, log2 Hz `f0_oct [T]`),
+    against segment k - 1."""
+    (a0, b0), (a, b) = segs[k - 1], segs[k]
+    return _own_power_db(spectra, 2.0 ** np.median(f0_oct[a:b]), 2.0 ** np.median(f0_oct[a0:b0]), bin_hz)
+
+
+def _onsets(segs: list[tuple[int, int]], power_db: np.ndarray, frame_rate_hz: float,
+            own: Callable[[int], np.ndarray | None] | None = None) -> list[tuple[float, float]]:
     """(onset frame, attack s) of each segment `(first, stop)` of one voice: where its
     sound began to rise, which is before its pitch or its power can be read.
 
-    A segment that follows a sounding one without a rest began where the power of their
-    crossfade is lowest within MAX_ATTACK_S before it (the last note fading, the new one
-    rising under it); one that starts from silence began at the earliest frame reached by
-    tracing its power back while it falls by more than 1 dB a frame and stays within
-    RISE_DB of the segment's peak (at most MAX_ATTACK_S back). The attack is the time
-    from there to the segment's first frame (at least notes_lib.ATTACK_S).
+    A segment that follows another began where its own partials began to rise
+    (`own(k)`: their power per frame, the partials it shares with the note before left
+    out): traced back from the first frame at which they come within OWN_RISEN_DB of
+    their peak while they rise by more than OWN_RISE_DB a frame and stay within RISE_DB
+    of the peak, no further back than MAX_ATTACK_S, the previous segment's middle (when
+    the two touch) or its end. Where `own` gives nothing (no audio, or fewer than two
+    partials of its own, as for a repeated pitch), a segment that follows a sounding one
+    without a rest began where the power of their crossfade is lowest within that span (the
+    last note fading, the new one rising under it). One that starts from silence began at
+    the earliest frame reached by tracing its power back while it falls by more than 1 dB
+    a frame and stays within RISE_DB of the segment's peak (at most MAX_ATTACK_S back).
+    The attack is the time from there to the segment's first frame (at least
+    notes_lib.ATTACK_S).
     """
     reach = max(1, int(round(MAX_ATTACK_S * frame_rate_hz)))
     out = []
     for k, (a, b) in enumerate(segs):
         lo = max(0, a - reach)
-        if k and segs[k - 1][1] == a:
+        touching = k > 0 and segs[k - 1][1] == a
+        if touching:
             lo = max(lo, segs[k - 1][0] + (a - segs[k - 1][0]) // 2)
+        elif k:
+            lo = max(lo, segs[k - 1][1])
+        mine = own(k) if (own is not None and k) else None
+        if mine is not None:
+            stop = min(b, a + reach)
+            peak = float(np.max(mine[lo:stop]))
+            start = lo + int(np.argmax(mine[lo:stop] >= peak - OWN_RISEN_DB))
+            while start > lo and mine[start] - mine[start - 1] > OWN_RISE_DB \
+                    and mine[start - 1] > peak - RISE_DB:
+                start -= 1
+        elif touching:
             start = lo + int(np.argmin(power_db[lo:a + 1]))
         else:
-            if k:
-                lo = max(lo, segs[k - 1][1])
             peak = float(np.max(power_db[a:b]))
             start = a
             while start > lo and power_db[start] - power_db[start - 1] > 1.0 \
@@ -183,9 +248,11 @@ def _fit_note(log_amp: np.ndarray, times_s: np.ndarray, basis: np.ndarray, floor
 
 
 def propose(controls: dict, *, cspec: controls_lib.ControlSpec, spec: notes_lib.NoteSpec,
-            voicing_db: float = 30.0) -> dict:
+            voicing_db: float = 30.0, audio=None) -> dict:
     """Initial notes `[1, V, max_notes]` of one chunk's controls (leaves without batch
-    axis, at the reference level); the longest max_notes segments per voice."""
+    axis, at the reference level); the longest max_notes segments per voice. audio: the
+    chunk float32 `[n_frames * hop]` at the reference level, whose spectra give each note's
+    own partials (`_onsets`); None: onsets from the controls alone."""
     f0 = np.asarray(controls["log2_f0"], np.float64)
     log_amp = np.asarray(controls["log_amp"], np.float64)
     amps = np.exp(np.clip(log_amp, *controls_lib.LOG_AMP_RANGE))
@@ -200,10 +267,13 @@ def propose(controls: dict, *, cspec: controls_lib.ControlSpec, spec: notes_lib.
     notes = {k: np.array(v) for k, v in notes.items()}
     basis = notes_lib.timbre_basis(cspec.n_harmonics, spec.n_timbre)
     floor = float(np.max(log_amp)) - spec.floor_db / 20.0 * np.log(10.0)
+    spectra = None if audio is None else _spectra(audio, n_frames, cspec.hop)
+    bin_hz = cspec.sample_rate / (OWN_FFT_HOPS * cspec.hop)
     for v in range(n_voices):
         segs = _segments(f0[v], power_db[v], voiced[v], rate)
         segs = sorted(sorted(segs, key=lambda s: s[0] - s[1])[:spec.max_notes])
-        for slot, ((a, b), (onset, attack)) in enumerate(zip(segs, _onsets(segs, power_db[v], rate))):
+        own = None if spectra is None else functools.partial(_own_of_segment, spectra, f0[v], segs, bin_hz)
+        for slot, ((a, b), (onset, attack)) in enumerate(zip(segs, _onsets(segs, power_db[v], rate, own))):
             times = (np.arange(a, b) - onset) / rate
             level, timbre, decay = _fit_note(log_amp[v, a:b], times, basis, floor)
             notes["onset_s"][0, v, slot] = onset / rate

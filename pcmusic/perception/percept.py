@@ -267,7 +267,8 @@ def with_notes(batch: np.ndarray, result, model, *, note_inference: NoteInferenc
     upper = jax.tree.map(pick, result.latents["upper"])
     cspec = specs["cspec"]
     proposals = [notes_perception.propose(jax.tree.map(lambda a, j=j: a[j], controls), cspec=cspec,
-                                          spec=note_inference.spec, voicing_db=voicing_db)
+                                          spec=note_inference.spec, voicing_db=voicing_db,
+                                          audio=batch[j])
                  for j in range(batch.shape[0])]
     notes0 = jax.tree.map(lambda *a: np.concatenate(a), *proposals)
     settled = jax.device_get(notes_perception.settle_notes_batch(
