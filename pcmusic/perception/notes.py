@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -36,6 +35,7 @@ import numpy as np
 import optax
 
 from pcmusic import pc
+from pcmusic.dsp import spectral
 from pcmusic.model import controls as controls_lib
 from pcmusic.model import note_prior as note_prior_lib
 from pcmusic.model import notes as notes_lib
@@ -168,29 +168,19 @@ def _own_power_db(spectra: np.ndarray, f0_hz: float, other_hz: float, bin_hz: fl
 
 def _spectra(audio: np.ndarray, n_frames: int, hop: int) -> np.ndarray:
     """float64 `[n_frames, OWN_FFT_HOPS * hop / 2 + 1]`: Hann-windowed power spectra of
-    `audio` centred on samples n * hop."""
-    n_fft = OWN_FFT_HOPS * hop
-    x = np.pad(np.asarray(audio, np.float64), (n_fft // 2, n_fft))
-    idx = np.arange(n_frames)[:, None] * hop + np.arange(n_fft)[None, :]
-    return np.square(np.abs(np.fft.rfft(x[idx] * np.hanning(n_fft), axis=-1)))
-
-
-def _own_of_segment(spectra: np.ndarray, f0_oct: np.ndarray, segs: list[tuple[int, int]], bin_hz: float,
-                    k: int) -> np.ndarray | None:
-    """`_own_power_db` of segment k of one voice (its median pitch, log2 Hz `f0_oct [T]`),
-    against segment k - 1."""
-    (a0, b0), (a, b) = segs[k - 1], segs[k]
-    return _own_power_db(spectra, 2.0 ** np.median(f0_oct[a:b]), 2.0 ** np.median(f0_oct[a0:b0]), bin_hz)
+    `audio` centred on samples n * hop (`pcmusic.dsp.spectral.stft`)."""
+    spectrum = spectral.stft(audio, n_fft=OWN_FFT_HOPS * hop, hop=hop)[:n_frames]
+    return np.asarray(spectral.power(spectrum), np.float64)
 
 
 def _onsets(segs: list[tuple[int, int]], power_db: np.ndarray, frame_rate_hz: float,
-            own: Callable[[int], np.ndarray | None] | None = None) -> list[tuple[float, float]]:
+            own: list | None = None) -> list[tuple[float, float]]:
     """(onset frame, attack s) of each segment `(first, stop)` of one voice: where its
     sound began to rise, which is before its pitch or its power can be read.
 
     A segment that follows another began where its own partials began to rise
-    (`own(k)`: their power per frame, the partials it shares with the note before left
-    out): traced back from the first frame at which they come within OWN_RISEN_DB of
+    (`own[k]`: their power per frame, `_own_power_db`, the partials it shares with the note
+    before left out): traced back from the first frame at which they come within OWN_RISEN_DB of
     their peak while they rise by more than OWN_RISE_DB a frame and stay within RISE_DB
     of the peak, no further back than MAX_ATTACK_S, the previous segment's middle (when
     the two touch) or its end. Where `own` gives nothing (no audio, or fewer than two
@@ -211,7 +201,7 @@ def _onsets(segs: list[tuple[int, int]], power_db: np.ndarray, frame_rate_hz: fl
             lo = max(lo, segs[k - 1][0] + (a - segs[k - 1][0]) // 2)
         elif k:
             lo = max(lo, segs[k - 1][1])
-        mine = own(k) if (own is not None and k) else None
+        mine = own[k] if own is not None else None
         if mine is not None:
             stop = min(b, a + reach)
             peak = float(np.max(mine[lo:stop]))
@@ -272,14 +262,16 @@ def propose(controls: dict, *, cspec: controls_lib.ControlSpec, spec: notes_lib.
     for v in range(n_voices):
         segs = _segments(f0[v], power_db[v], voiced[v], rate)
         segs = sorted(sorted(segs, key=lambda s: s[0] - s[1])[:spec.max_notes])
-        own = None if spectra is None else functools.partial(_own_of_segment, spectra, f0[v], segs, bin_hz)
+        pitches = [float(np.median(f0[v, a:b])) for a, b in segs]
+        own = None if spectra is None else [None] + [
+            _own_power_db(spectra, 2.0 ** pitches[k], 2.0 ** pitches[k - 1], bin_hz) for k in range(1, len(segs))]
         for slot, ((a, b), (onset, attack)) in enumerate(zip(segs, _onsets(segs, power_db[v], rate, own))):
             times = (np.arange(a, b) - onset) / rate
             level, timbre, decay = _fit_note(log_amp[v, a:b], times, basis, floor)
             notes["onset_s"][0, v, slot] = onset / rate
             notes["log_dur"][0, v, slot] = np.log((b - onset) / rate)
             notes["log_attack"][0, v, slot] = np.log(attack)
-            notes["log2_f0"][0, v, slot] = np.median(f0[v, a:b])
+            notes["log2_f0"][0, v, slot] = pitches[slot]
             notes["level"][0, v, slot] = level
             notes["timbre"][0, v, slot] = timbre
             notes["decay"][0, v, slot] = decay
