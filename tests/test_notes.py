@@ -373,6 +373,56 @@ def test_vibrato_and_tremolo_do_not_split_a_held_note():
     assert heard.shape[0] == 1, heard
 
 
+def _struck(onsets_s, f0_hz, seconds, *, decay_per_s, rate=16000, click_at_s=None):
+    """A tone struck at each onset as a sampler plays a repeated key (5 ms attack,
+    partials decaying by decay_per_s nepers a second, a 10 ms noise burst at -26 dB; the
+    last strike released over 300 ms as the next begins, its partials in quadrature with
+    the new ones so that their powers add), optionally a one-sample click at click_at_s."""
+    rng = np.random.default_rng(0)
+    t = np.arange(int(seconds * rate)) / rate
+    x = np.zeros_like(t)
+    phase = rng.uniform(0, 2 * np.pi, 9)
+    for j, (on, end) in enumerate(zip(onsets_s, [*onsets_s[1:], np.inf])):
+        tt = t - on
+        env = np.where(tt < 0, 0.0, np.minimum(1.0, tt / 0.005) * np.exp(-decay_per_s * np.clip(tt, 0, None)))
+        env *= np.exp(-np.clip(t - end, 0, None) / 0.3)
+        x += sum(env * np.sin(2 * np.pi * k * f0_hz * t + phase[k] + 0.5 * np.pi * j) / k for k in range(1, 9))
+        burst = (tt >= 0) & (tt < 0.01)
+        x[burst] += 0.05 * rng.standard_normal(burst.sum())
+    x *= np.minimum(1.0, (seconds - 0.05 - t).clip(0) / 0.05)
+    if click_at_s is not None:
+        x[int(click_at_s * rate)] += 0.5
+    return (0.2 * x / np.abs(x).max()).astype(np.float32)
+
+
+def test_a_note_struck_again_at_its_pitch_is_heard_again():
+    """Four strikes of one pitch 0.35 s apart, each before the last has fallen 1.5 dB: the
+    power rises by about 4 dB at each, less than the 6 dB that cuts a note, and one of
+    the four has no dip to cut at. Four notes, each onset within 20 ms."""
+    from pcmusic import perceive
+
+    onsets = np.asarray([0.1, 0.45, 0.8, 1.15])
+    heard = perceive(_struck(onsets, 262.0, 1.6, decay_per_s=0.5), 16000).notes[0]
+    assert heard.shape[0] == 4, heard
+    np.testing.assert_allclose(heard[:, 0], onsets, atol=0.02)
+    np.testing.assert_allclose(1200 * np.log2(heard[:, 2] / 262.0), 0.0, atol=10.0)
+
+
+def test_a_click_in_a_held_note_does_not_strike_it_again(monkeypatch):
+    """A one-sample click inside a held tone (a sample's loop point) makes the spectrum
+    rise as a strike does but brings no new power: one note."""
+    from pcmusic import perceive
+    from pcmusic.perception import notes
+
+    x = _struck([0.1], 330.0, 1.4, decay_per_s=0.3, click_at_s=0.7)
+    n_frames, near_click = x.shape[0] // 128, slice(84, 92)      # 0.67-0.74 s at 125 frames/s
+    assert not notes._strikes(x, n_frames, 128, 125.0)[near_click].any()
+    heard = perceive(x, 16000).notes[0]
+    assert heard.shape[0] == 1, heard
+    monkeypatch.setattr(notes, "STRIKE_RISE_DB", -np.inf)          # the flux alone would strike it
+    assert notes._strikes(x, n_frames, 128, 125.0)[near_click].any()
+
+
 def test_the_probe_records_the_note_level_and_its_energy_falls():
     from pcmusic import probe
     from pcmusic.perception import InferenceSpec

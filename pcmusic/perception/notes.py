@@ -15,8 +15,9 @@ every step a synthesis of the sound).
 Notes settle starting from a proposal (`propose`): each voice's voiced frames cut into
 segments where the pitch moves away from the segment's by more than SPLIT_CENTS for
 SPLIT_FRAMES frames, or the partials' power jumps by ONSET_DB within two frames after
-falling from the note's loudest (glides and short pieces joined to their notes:
-`_segments`); each segment becomes a note whose onset is traced back to where its sound
+falling from the note's loudest, or the note is struck again at its pitch (a peak of
+spectral flux that brings new power, `_strikes`; glides and short pieces joined to their
+notes: `_segments`); each segment becomes a note whose onset is traced back to where its sound
 began (`_onsets`: for a note that follows another, where its own partials, read from the
 chunk's spectra, began to rise under the last one's release) and whose level, timbre and
 decay are the least-squares fit of its partials. Onsets, durations, pitches, attacks,
@@ -57,6 +58,11 @@ OWN_FFT_HOPS = 8         # window of the spectra a note's own partials are read 
 OWN_EXCLUDE_BINS = 2.5   # a partial this close to one of the previous note's is not the note's own
 OWN_RISEN_DB = 6.0       # a note's own partials are traced back from where they come this near their peak ...
 OWN_RISE_DB = 0.5        # ... while they rise by more than this per frame
+STRIKE_FFT_HOPS = 4      # window of the spectra a strike is heard in (control frames)
+STRIKE_FLUX_DB = 3.0     # a strike: the spectrum rises by this much (mean dB over its audible bins) ...
+STRIKE_RISE_DB = 2.0     # ... and its power by this much over the next STRIKE_RISE_S
+STRIKE_RISE_S = 0.064
+STRIKE_FLOOR_DB = 60.0   # bins this far below the chunk's loudest are not heard
 NOTE_LEVELS = ("notes", "note_prior")   # the energy terms the note level adds
 
 
@@ -76,15 +82,16 @@ class NoteInference:
     spec: notes_lib.NoteSpec = notes_lib.NoteSpec()
 
 
-def _segments(f0_oct: np.ndarray, power_db: np.ndarray, voiced: np.ndarray, frame_rate_hz: float
-              ) -> list[tuple[int, int]]:
+def _segments(f0_oct: np.ndarray, power_db: np.ndarray, voiced: np.ndarray, frame_rate_hz: float,
+              strike: np.ndarray | None = None) -> list[tuple[int, int]]:
     """[(first, stop)] frames of the notes of one voice (module docstring).
 
     Voiced runs are cut where the (5-frame median) pitch leaves the segment's by more
     than SPLIT_CENTS and holds (within SPLIT_CENTS / 2) for SPLIT_FRAMES frames, or the
-    power rises by ONSET_DB within two frames (not within the first 2 MIN_NOTE_S of a
-    segment: that is its own attack) from ONSET_DIP_DB below the segment's loudest so far
-    (a swell that keeps rising is one note). Then a piece shorter than TRANSITION_S that follows a note without an onset
+    power rises by ONSET_DB within two frames from ONSET_DIP_DB below the segment's
+    loudest so far (a swell that keeps rising is one note), not within the first 2
+    MIN_NOTE_S of a segment (that is its own attack), or where a note is struck again
+    (`strike` bool `[T]`, `_strikes`), not within the first MAX_ATTACK_S. Then a piece shorter than TRANSITION_S that follows a note without an onset
     and leads straight into the next, its pitch spanning more than 2 SPLIT_CENTS, is the
     glide from one note to the next and is shared between them at its middle; pieces
     shorter than MIN_SEGMENT_S join the note before; a piece that opens with an onset and lasts less
@@ -96,6 +103,7 @@ def _segments(f0_oct: np.ndarray, power_db: np.ndarray, voiced: np.ndarray, fram
     pitch = np.median(np.lib.stride_tricks.sliding_window_view(padded, 2 * k + 1), axis=-1)
     split = SPLIT_CENTS / 1200.0
     min_frames = max(2, int(round(MIN_NOTE_S * frame_rate_hz)))
+    attack_frames = int(round(MAX_ATTACK_S * frame_rate_hz))
     cuts: list[list] = []          # [first, stop, starts with an attack]
     start, attacked = None, False
     n = f0_oct.shape[0]
@@ -112,8 +120,10 @@ def _segments(f0_oct: np.ndarray, power_db: np.ndarray, voiced: np.ndarray, fram
         ahead = pitch[t:min(n, t + SPLIT_FRAMES)]
         moved = (ahead.size == SPLIT_FRAMES and np.all(np.abs(ahead - ref) > split)
                  and np.ptp(ahead) < 0.5 * split and np.all(voiced[t:t + SPLIT_FRAMES]))
-        attack = (t - start >= 2 * min_frames and power_db[t] - power_db[t - 2] > ONSET_DB
-                  and power_db[t - 2] < np.max(power_db[start:t - 1]) - ONSET_DIP_DB)
+        attack = t - start >= 2 * min_frames and (
+            (power_db[t] - power_db[t - 2] > ONSET_DB
+             and power_db[t - 2] < np.max(power_db[start:t - 1]) - ONSET_DIP_DB)
+            or (strike is not None and bool(strike[t]) and t - start >= attack_frames))
         if moved or attack:
             cuts.append([start, t, attacked])
             start, attacked = t, bool(attack)
@@ -173,8 +183,38 @@ def _spectra(audio: np.ndarray, n_frames: int, hop: int) -> np.ndarray:
     return np.asarray(spectral.power(spectrum), np.float64)
 
 
+def _strikes(audio: np.ndarray, n_frames: int, hop: int, frame_rate_hz: float) -> np.ndarray:
+    """bool `[n_frames]`: the frames at which a note is struck (a hammer, a pluck, a
+    tongue, a bow change), heard in Hann-windowed spectra of STRIKE_FFT_HOPS hops centred
+    on each frame whether or not the pitch or the partials' power moves.
+
+    A strike is a peak of the spectral flux
+
+        flux(t) = mean_b max(0, L_b(t) - max(L_b(t-1), L_b(t-2))),
+
+    L_b the level (dB) of bin b, over the bins within STRIKE_FLOOR_DB of the chunk's
+    loudest, above STRIKE_FLUX_DB, after which the spectrum's power rises by at least
+    STRIKE_RISE_DB within STRIKE_RISE_S over its least in the frames t-3..t (a click in a
+    held sound, such as a sample's loop, brings no new power)."""
+    spectrum = spectral.stft(audio, n_fft=STRIKE_FFT_HOPS * hop, hop=hop)[:n_frames]
+    power = np.asarray(spectral.power(spectrum), np.float64)
+    level = 10 * np.log10(np.maximum(power, 1e-20))
+    heard = level > level.max() - STRIKE_FLOOR_DB
+    before = np.maximum(np.roll(level, 1, axis=0), np.roll(level, 2, axis=0))
+    rise = np.where(heard, np.maximum(level - before, 0.0), 0.0)
+    flux = rise.sum(axis=1) / np.maximum(heard.sum(axis=1), 1)
+    flux[:2] = 0.0
+    total = 10 * np.log10(np.maximum(power.sum(axis=1), 1e-20))
+    ahead = max(1, int(round(STRIKE_RISE_S * frame_rate_hz)))
+    out = np.zeros(flux.shape[0], bool)
+    for t in range(3, flux.shape[0] - 1):
+        if flux[t] > STRIKE_FLUX_DB and flux[t] >= flux[t - 1] and flux[t] > flux[t + 1]:
+            out[t] = np.max(total[t:t + ahead + 1]) - np.min(total[t - 3:t + 1]) >= STRIKE_RISE_DB
+    return out
+
+
 def _onsets(segs: list[tuple[int, int]], power_db: np.ndarray, frame_rate_hz: float,
-            own: list | None = None) -> list[tuple[float, float]]:
+            own: list | None = None, struck: list | None = None) -> list[tuple[float, float]]:
     """(onset frame, attack s) of each segment `(first, stop)` of one voice: where its
     sound began to rise, which is before its pitch or its power can be read.
 
@@ -183,8 +223,10 @@ def _onsets(segs: list[tuple[int, int]], power_db: np.ndarray, frame_rate_hz: fl
     before left out): traced back from the first frame at which they come within OWN_RISEN_DB of
     their peak while they rise by more than OWN_RISE_DB a frame and stay within RISE_DB
     of the peak, no further back than MAX_ATTACK_S, the previous segment's middle (when
-    the two touch) or its end. Where `own` gives nothing (no audio, or fewer than two
-    partials of its own, as for a repeated pitch), a segment that follows a sounding one
+    the two touch) or its end. A segment that repeats the pitch of the one it follows
+    (fewer than two partials of its own) and was cut where a strike was heard
+    (`struck[k]`, `_strikes`) began at that strike. Where `own` gives nothing (no audio,
+    or a repeated pitch not struck), a segment that follows a sounding one
     without a rest began where the power of their crossfade is lowest within that span (the
     last note fading, the new one rising under it). One that starts from silence began at
     the earliest frame reached by tracing its power back while it falls by more than 1 dB
@@ -209,6 +251,8 @@ def _onsets(segs: list[tuple[int, int]], power_db: np.ndarray, frame_rate_hz: fl
             while start > lo and mine[start] - mine[start - 1] > OWN_RISE_DB \
                     and mine[start - 1] > peak - RISE_DB:
                 start -= 1
+        elif touching and struck is not None and struck[k]:
+            start = a
         elif touching:
             start = lo + int(np.argmin(power_db[lo:a + 1]))
         else:
@@ -258,14 +302,26 @@ def propose(controls: dict, *, cspec: controls_lib.ControlSpec, spec: notes_lib.
     basis = notes_lib.timbre_basis(cspec.n_harmonics, spec.n_timbre)
     floor = float(np.max(log_amp)) - spec.floor_db / 20.0 * np.log(10.0)
     spectra = None if audio is None else _spectra(audio, n_frames, cspec.hop)
+    strike = None if audio is None else _strikes(audio, n_frames, cspec.hop, rate)
     bin_hz = cspec.sample_rate / (OWN_FFT_HOPS * cspec.hop)
+    strikes = [strike] * n_voices
+    if strike is not None and n_voices > 1:    # a strike where another voice begins a note is that note's
+        near = max(1, int(round(STRIKE_RISE_S * rate / 2)))
+        for v in range(n_voices):
+            begins = np.zeros(n_frames, bool)
+            for w in range(n_voices):
+                if w != v:
+                    for a, _ in _segments(f0[w], power_db[w], voiced[w], rate):
+                        begins[max(0, a - near):a + near + 1] = True
+            strikes[v] = strike & ~begins
     for v in range(n_voices):
-        segs = _segments(f0[v], power_db[v], voiced[v], rate)
+        segs = _segments(f0[v], power_db[v], voiced[v], rate, strikes[v])
         segs = sorted(sorted(segs, key=lambda s: s[0] - s[1])[:spec.max_notes])
         pitches = [float(np.median(f0[v, a:b])) for a, b in segs]
         own = None if spectra is None else [None] + [
             _own_power_db(spectra, 2.0 ** pitches[k], 2.0 ** pitches[k - 1], bin_hz) for k in range(1, len(segs))]
-        for slot, ((a, b), (onset, attack)) in enumerate(zip(segs, _onsets(segs, power_db[v], rate, own))):
+        struck = None if strike is None else [bool(strikes[v][a]) for a, _ in segs]
+        for slot, ((a, b), (onset, attack)) in enumerate(zip(segs, _onsets(segs, power_db[v], rate, own, struck))):
             times = (np.arange(a, b) - onset) / rate
             level, timbre, decay = _fit_note(log_amp[v, a:b], times, basis, floor)
             notes["onset_s"][0, v, slot] = onset / rate
