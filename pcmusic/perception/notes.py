@@ -15,9 +15,9 @@ every step a synthesis of the sound).
 Notes settle starting from a proposal (`propose`): each voice's voiced frames cut into
 segments where the pitch moves away from the segment's by more than SPLIT_CENTS for
 SPLIT_FRAMES frames, or the partials' power jumps by ONSET_DB within two frames after
-falling from the note's loudest, or the note is struck again at its pitch (a peak of
-spectral flux that brings new power, `_strikes`; glides and short pieces joined to their
-notes: `_segments`); each segment becomes a note whose onset is traced back to where its sound
+falling from the note's loudest with a jump of the spectrum (not the smooth dip of a
+beat), or the note is struck again at its pitch (a peak of spectral flux that brings new
+power, `_strikes`; glides and short pieces joined to their notes: `_segments`); each segment becomes a note whose onset is traced back to where its sound
 began (`_onsets`: for a note that follows another, where its own partials, read from the
 chunk's spectra, began to rise under the last one's release) and whose level, timbre and
 decay are the least-squares fit of its partials. Onsets, durations, pitches, attacks,
@@ -48,6 +48,7 @@ SPLIT_CENTS = 40.0       # a pitch this far from the segment's starts a new note
 SPLIT_FRAMES = 3         # ... when it holds there this many frames
 ONSET_DB = 6.0           # a rise of the partials' power this large within two frames is an onset ...
 ONSET_DIP_DB = 1.0       # ... when it rises from this far below the note's loudest so far (not a swell)
+ONSET_FLUX_DB = 2.0      # ... and the spectrum's flux (`_strikes`) exceeds this there (not a beat)
 RISE_DB = 40.0           # a note's attack is traced back to where its power is this far below its peak
 MAX_ATTACK_S = 0.1       # ... or at most this far back
 MIN_NOTE_S = 0.03        # settled notes shorter than this are dropped
@@ -83,13 +84,15 @@ class NoteInference:
 
 
 def _segments(f0_oct: np.ndarray, power_db: np.ndarray, voiced: np.ndarray, frame_rate_hz: float,
-              strike: np.ndarray | None = None) -> list[tuple[int, int]]:
+              strike: np.ndarray | None = None, flux: np.ndarray | None = None) -> list[tuple[int, int]]:
     """[(first, stop)] frames of the notes of one voice (module docstring).
 
     Voiced runs are cut where the (5-frame median) pitch leaves the segment's by more
     than SPLIT_CENTS and holds (within SPLIT_CENTS / 2) for SPLIT_FRAMES frames, or the
     power rises by ONSET_DB within two frames from ONSET_DIP_DB below the segment's
-    loudest so far (a swell that keeps rising is one note), not within the first 2
+    loudest so far (a swell that keeps rising is one note) while the spectral flux
+    (`flux` `[T]`, `_strikes`; where given) exceeds ONSET_FLUX_DB within two frames
+    (an ensemble's beating dips and recovers smoothly), not within the first 2
     MIN_NOTE_S of a segment (that is its own attack), or where a note is struck again
     (`strike` bool `[T]`, `_strikes`), not within the first MAX_ATTACK_S. Then a piece shorter than TRANSITION_S that follows a note without an onset
     and leads straight into the next, its pitch spanning more than 2 SPLIT_CENTS, is the
@@ -122,7 +125,8 @@ def _segments(f0_oct: np.ndarray, power_db: np.ndarray, voiced: np.ndarray, fram
                  and np.ptp(ahead) < 0.5 * split and np.all(voiced[t:t + SPLIT_FRAMES]))
         attack = t - start >= 2 * min_frames and (
             (power_db[t] - power_db[t - 2] > ONSET_DB
-             and power_db[t - 2] < np.max(power_db[start:t - 1]) - ONSET_DIP_DB)
+             and power_db[t - 2] < np.max(power_db[start:t - 1]) - ONSET_DIP_DB
+             and (flux is None or np.max(flux[t - 2:t + 2]) > ONSET_FLUX_DB))
             or (strike is not None and bool(strike[t]) and t - start >= attack_frames))
         if moved or attack:
             cuts.append([start, t, attacked])
@@ -183,10 +187,11 @@ def _spectra(audio: np.ndarray, n_frames: int, hop: int) -> np.ndarray:
     return np.asarray(spectral.power(spectrum), np.float64)
 
 
-def _strikes(audio: np.ndarray, n_frames: int, hop: int, frame_rate_hz: float) -> np.ndarray:
-    """bool `[n_frames]`: the frames at which a note is struck (a hammer, a pluck, a
-    tongue, a bow change), heard in Hann-windowed spectra of STRIKE_FFT_HOPS hops centred
-    on each frame whether or not the pitch or the partials' power moves.
+def _strikes(audio: np.ndarray, n_frames: int, hop: int, frame_rate_hz: float) -> tuple[np.ndarray, np.ndarray]:
+    """(strike bool `[n_frames]`, flux float64 `[n_frames]` dB): the frames at which a note
+    is struck (a hammer, a pluck, a tongue, a bow change), heard in Hann-windowed spectra
+    of STRIKE_FFT_HOPS hops centred on each frame whether or not the pitch or the
+    partials' power moves, and the spectral flux they are found from.
 
     A strike is a peak of the spectral flux
 
@@ -210,7 +215,7 @@ def _strikes(audio: np.ndarray, n_frames: int, hop: int, frame_rate_hz: float) -
     for t in range(3, flux.shape[0] - 1):
         if flux[t] > STRIKE_FLUX_DB and flux[t] >= flux[t - 1] and flux[t] > flux[t + 1]:
             out[t] = np.max(total[t:t + ahead + 1]) - np.min(total[t - 3:t + 1]) >= STRIKE_RISE_DB
-    return out
+    return out, flux
 
 
 def _onsets(segs: list[tuple[int, int]], power_db: np.ndarray, frame_rate_hz: float,
@@ -302,7 +307,7 @@ def propose(controls: dict, *, cspec: controls_lib.ControlSpec, spec: notes_lib.
     basis = notes_lib.timbre_basis(cspec.n_harmonics, spec.n_timbre)
     floor = float(np.max(log_amp)) - spec.floor_db / 20.0 * np.log(10.0)
     spectra = None if audio is None else _spectra(audio, n_frames, cspec.hop)
-    strike = None if audio is None else _strikes(audio, n_frames, cspec.hop, rate)
+    strike, flux = (None, None) if audio is None else _strikes(audio, n_frames, cspec.hop, rate)
     bin_hz = cspec.sample_rate / (OWN_FFT_HOPS * cspec.hop)
     strikes = [strike] * n_voices
     if strike is not None and n_voices > 1:    # a strike where another voice begins a note is that note's
@@ -315,7 +320,7 @@ def propose(controls: dict, *, cspec: controls_lib.ControlSpec, spec: notes_lib.
                         begins[max(0, a - near):a + near + 1] = True
             strikes[v] = strike & ~begins
     for v in range(n_voices):
-        segs = _segments(f0[v], power_db[v], voiced[v], rate, strikes[v])
+        segs = _segments(f0[v], power_db[v], voiced[v], rate, strikes[v], flux)
         segs = sorted(sorted(segs, key=lambda s: s[0] - s[1])[:spec.max_notes])
         pitches = [float(np.median(f0[v, a:b])) for a, b in segs]
         own = None if spectra is None else [None] + [
