@@ -416,11 +416,31 @@ def test_a_click_in_a_held_note_does_not_strike_it_again(monkeypatch):
 
     x = _struck([0.1], 330.0, 1.4, decay_per_s=0.3, click_at_s=0.7)
     n_frames, near_click = x.shape[0] // 128, slice(84, 92)      # 0.67-0.74 s at 125 frames/s
-    assert not notes._strikes(x, n_frames, 128, 125.0)[0][near_click].any()
+
+    def strikes():
+        return notes._strikes(x, np.full((1, n_frames), 330.0), np.ones((1, n_frames), bool),
+                              hop=128, sample_rate=16000)[0][0]
+
+    assert not strikes()[near_click].any()
     heard = perceive(x, 16000).notes[0]
     assert heard.shape[0] == 1, heard
     monkeypatch.setattr(notes, "STRIKE_RISE_DB", -np.inf)          # the flux alone would strike it
-    assert notes._strikes(x, n_frames, 128, 125.0)[0][near_click].any()
+    assert strikes()[near_click].any()
+
+
+def test_a_strike_in_one_voice_does_not_cut_the_note_another_voice_holds():
+    """Two voices: G3 held for 1.5 s while E4 is struck three times at its pitch. The
+    strikes are E4's (its own partials are renewed), not G3's: G3 one note, E4 three."""
+    from pcmusic import perceive
+    from pcmusic.model.controls import ControlSpec
+
+    onsets = np.asarray([0.1, 0.55, 1.0])
+    held = _struck([0.1], 196.0, 1.6, decay_per_s=0.2)
+    x = held + _struck(onsets, 329.6, 1.6, decay_per_s=0.5)
+    voices = perceive(x, 16000, cspec=ControlSpec(n_voices=2)).notes
+    by_pitch = sorted(voices, key=lambda v: np.median(v[:, 2]) if len(v) else 0.0)
+    assert [len(v) for v in by_pitch] == [1, 3], [v[:, :3] for v in voices]
+    np.testing.assert_allclose(by_pitch[1][:, 0], onsets, atol=0.03)
 
 
 @pytest.mark.fluidsynth

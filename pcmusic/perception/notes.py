@@ -17,10 +17,11 @@ segments where the pitch moves away from the segment's by more than SPLIT_CENTS 
 SPLIT_FRAMES frames, or the partials' power jumps by ONSET_DB within two frames after
 falling from the note's loudest with a jump of the spectrum (not the smooth dip of a
 beat), or the note is struck again at its pitch (a peak of spectral flux that brings new
-power, `_strikes`; glides and short pieces joined to their notes: `_segments`); each segment becomes a note whose onset is traced back to where its sound
-began (`_onsets`: for a note that follows another, where its own partials, read from the
-chunk's spectra, began to rise under the last one's release) and whose level, timbre and
-decay are the least-squares fit of its partials. Onsets, durations, pitches, attacks,
+power, `_strikes`; glides and short pieces joined to their notes: `_segments`); each
+segment becomes a note whose onset is traced back to where its sound began (`_onsets`:
+for a note that follows another, where its own partials, read from the chunk's spectra,
+began to rise under the last one's release) and whose level, timbre and decay are the
+least-squares fit of its partials. Onsets, durations, pitches, attacks,
 loudness and the gates (whether each note is there at all) then move by the energy's
 gradient; the notes whose gate ends on are the percept's notes (`records`).
 Chunks' notes are joined where a note runs across a seam (`join`).
@@ -94,10 +95,11 @@ def _segments(f0_oct: np.ndarray, power_db: np.ndarray, voiced: np.ndarray, fram
     (`flux` `[T]`, `_strikes`; where given) exceeds ONSET_FLUX_DB within two frames
     (an ensemble's beating dips and recovers smoothly), not within the first 2
     MIN_NOTE_S of a segment (that is its own attack), or where a note is struck again
-    (`strike` bool `[T]`, `_strikes`), not within the first MAX_ATTACK_S. Then a piece shorter than TRANSITION_S that follows a note without an onset
-    and leads straight into the next, its pitch spanning more than 2 SPLIT_CENTS, is the
-    glide from one note to the next and is shared between them at its middle; pieces
-    shorter than MIN_SEGMENT_S join the note before; a piece that opens with an onset and lasts less
+    (`strike` bool `[T]`, `_strikes`), not within the first MAX_ATTACK_S. Then a piece
+    shorter than TRANSITION_S that follows a note without an onset and leads straight
+    into the next, its pitch spanning more than 2 SPLIT_CENTS, is the glide from one note
+    to the next and is shared between them at its middle; pieces shorter than
+    MIN_SEGMENT_S join the note before; a piece that opens with an onset and lasts less
     than TRANSITION_S is the attack of the note it leads into; neighbours within
     SPLIT_CENTS are one note.
     """
@@ -159,19 +161,21 @@ def _segments(f0_oct: np.ndarray, power_db: np.ndarray, voiced: np.ndarray, fram
     return [(a, b) for a, b, _ in out if b - a >= min_frames]
 
 
-def _own_power_db(spectra: np.ndarray, f0_hz: float, other_hz: float, bin_hz: float) -> np.ndarray | None:
+def _partials_power_db(spectra: np.ndarray, f0_hz: float, other_hz, bin_hz: float) -> np.ndarray | None:
     """float64 `[T]`: the power (dB) of a note's own partials in magnitude-squared spectra
     `[T, n_bins]` (bin width bin_hz): per frame, the sum over its harmonics k f0_hz of the
     largest bin within one bin of each, leaving out harmonics within OWN_EXCLUDE_BINS of a
-    harmonic of other_hz (the note it follows, whose partials would mask its rise). None
-    when fewer than two of its harmonics are its own."""
+    harmonic of any pitch in other_hz (Hz, a scalar or an array: the notes whose partials
+    would mask its own). None when fewer than two of its harmonics are its own."""
     n_bins = spectra.shape[1]
     k = np.arange(1, int((n_bins - 2) * bin_hz / f0_hz) + 1)
     if k.size == 0:
         return None
     freq = k * f0_hz
-    nearest_other = np.round(freq / other_hz) * other_hz
-    own = np.abs(freq - nearest_other) > OWN_EXCLUDE_BINS * bin_hz
+    other = np.unique(np.round(np.atleast_1d(np.asarray(other_hz, np.float64)), 1))
+    own = np.ones(k.size, bool)
+    for f in other[other > 0]:
+        own &= np.abs(freq - np.round(freq / f) * f) > OWN_EXCLUDE_BINS * bin_hz
     if own.sum() < 2:
         return None
     centre = np.round(freq[own] / bin_hz).astype(int)
@@ -187,20 +191,27 @@ def _spectra(audio: np.ndarray, n_frames: int, hop: int) -> np.ndarray:
     return np.asarray(spectral.power(spectrum), np.float64)
 
 
-def _strikes(audio: np.ndarray, n_frames: int, hop: int, frame_rate_hz: float) -> tuple[np.ndarray, np.ndarray]:
-    """(strike bool `[n_frames]`, flux float64 `[n_frames]` dB): the frames at which a note
+def _strikes(audio: np.ndarray, f0_hz: np.ndarray, sounding: np.ndarray, *, hop: int,
+             sample_rate: float) -> tuple[np.ndarray, np.ndarray]:
+    """(strike bool `[V, T]`, flux float64 `[T]` dB): the frames at which each voice's note
     is struck (a hammer, a pluck, a tongue, a bow change), heard in Hann-windowed spectra
     of STRIKE_FFT_HOPS hops centred on each frame whether or not the pitch or the
-    partials' power moves, and the spectral flux they are found from.
+    partials' power moves, and the spectral flux they are found from. f0_hz / sounding:
+    `[V, T]` each voice's pitch and whether it sounds (T control frames of `hop` samples).
 
     A strike is a peak of the spectral flux
 
         flux(t) = mean_b max(0, L_b(t) - max(L_b(t-1), L_b(t-2))),
 
     L_b the level (dB) of bin b, over the bins within STRIKE_FLOOR_DB of the chunk's
-    loudest, above STRIKE_FLUX_DB, after which the spectrum's power rises by at least
-    STRIKE_RISE_DB within STRIKE_RISE_S over its least in the frames t-3..t (a click in a
-    held sound, such as a sample's loop, brings no new power)."""
+    loudest, above STRIKE_FLUX_DB, after which the power rises by at least STRIKE_RISE_DB
+    within STRIKE_RISE_S over its least in the frames t-3..t (a click in a held sound,
+    such as a sample's loop, brings no new power). With one voice that power is the
+    spectrum's; with several it is the voice's own partials' (`_partials_power_db`: its
+    harmonics away from those of every other voice sounding from t-3 to the end of the
+    rise), so a strike is the voice's whose partials it renews, not every voice's."""
+    n_voices, n_frames = f0_hz.shape
+    rate = sample_rate / hop
     spectrum = spectral.stft(audio, n_fft=STRIKE_FFT_HOPS * hop, hop=hop)[:n_frames]
     power = np.asarray(spectral.power(spectrum), np.float64)
     level = 10 * np.log10(np.maximum(power, 1e-20))
@@ -210,11 +221,20 @@ def _strikes(audio: np.ndarray, n_frames: int, hop: int, frame_rate_hz: float) -
     flux = rise.sum(axis=1) / np.maximum(heard.sum(axis=1), 1)
     flux[:2] = 0.0
     total = 10 * np.log10(np.maximum(power.sum(axis=1), 1e-20))
-    ahead = max(1, int(round(STRIKE_RISE_S * frame_rate_hz)))
-    out = np.zeros(flux.shape[0], bool)
-    for t in range(3, flux.shape[0] - 1):
-        if flux[t] > STRIKE_FLUX_DB and flux[t] >= flux[t - 1] and flux[t] > flux[t + 1]:
-            out[t] = np.max(total[t:t + ahead + 1]) - np.min(total[t - 3:t + 1]) >= STRIKE_RISE_DB
+    bin_hz = sample_rate / (STRIKE_FFT_HOPS * hop)
+    ahead = max(1, int(round(STRIKE_RISE_S * rate)))
+    out = np.zeros((n_voices, n_frames), bool)
+    for t in range(3, n_frames - 1):
+        if not (flux[t] > STRIKE_FLUX_DB and flux[t] >= flux[t - 1] and flux[t] > flux[t + 1]):
+            continue
+        span = slice(t - 3, t + ahead + 1)
+        for v in range(n_voices):
+            if n_voices == 1:
+                p = total[span]
+            else:
+                others = np.concatenate([f0_hz[w, span][sounding[w, span]] for w in range(n_voices) if w != v])
+                p = _partials_power_db(power[span], f0_hz[v, t], others, bin_hz)
+            out[v, t] = p is not None and np.max(p[3:]) - np.min(p[:4]) >= STRIKE_RISE_DB
     return out, flux
 
 
@@ -224,7 +244,7 @@ def _onsets(segs: list[tuple[int, int]], power_db: np.ndarray, frame_rate_hz: fl
     sound began to rise, which is before its pitch or its power can be read.
 
     A segment that follows another began where its own partials began to rise
-    (`own[k]`: their power per frame, `_own_power_db`, the partials it shares with the note
+    (`own[k]`: their power per frame, `_partials_power_db`, the partials it shares with the note
     before left out): traced back from the first frame at which they come within OWN_RISEN_DB of
     their peak while they rise by more than OWN_RISE_DB a frame and stay within RISE_DB
     of the peak, no further back than MAX_ATTACK_S, the previous segment's middle (when
@@ -307,25 +327,16 @@ def propose(controls: dict, *, cspec: controls_lib.ControlSpec, spec: notes_lib.
     basis = notes_lib.timbre_basis(cspec.n_harmonics, spec.n_timbre)
     floor = float(np.max(log_amp)) - spec.floor_db / 20.0 * np.log(10.0)
     spectra = None if audio is None else _spectra(audio, n_frames, cspec.hop)
-    strike, flux = (None, None) if audio is None else _strikes(audio, n_frames, cspec.hop, rate)
+    strikes, flux = (None, None) if audio is None else _strikes(
+        audio, 2.0 ** f0, voiced, hop=cspec.hop, sample_rate=cspec.sample_rate)
     bin_hz = cspec.sample_rate / (OWN_FFT_HOPS * cspec.hop)
-    strikes = [strike] * n_voices
-    if strike is not None and n_voices > 1:    # a strike where another voice begins a note is that note's
-        near = max(1, int(round(STRIKE_RISE_S * rate / 2)))
-        for v in range(n_voices):
-            begins = np.zeros(n_frames, bool)
-            for w in range(n_voices):
-                if w != v:
-                    for a, _ in _segments(f0[w], power_db[w], voiced[w], rate):
-                        begins[max(0, a - near):a + near + 1] = True
-            strikes[v] = strike & ~begins
     for v in range(n_voices):
-        segs = _segments(f0[v], power_db[v], voiced[v], rate, strikes[v], flux)
+        segs = _segments(f0[v], power_db[v], voiced[v], rate, None if strikes is None else strikes[v], flux)
         segs = sorted(sorted(segs, key=lambda s: s[0] - s[1])[:spec.max_notes])
         pitches = [float(np.median(f0[v, a:b])) for a, b in segs]
         own = None if spectra is None else [None] + [
-            _own_power_db(spectra, 2.0 ** pitches[k], 2.0 ** pitches[k - 1], bin_hz) for k in range(1, len(segs))]
-        struck = None if strike is None else [bool(strikes[v][a]) for a, _ in segs]
+            _partials_power_db(spectra, 2.0 ** pitches[k], 2.0 ** pitches[k - 1], bin_hz) for k in range(1, len(segs))]
+        struck = None if strikes is None else [bool(strikes[v, a]) for a, _ in segs]
         for slot, ((a, b), (onset, attack)) in enumerate(zip(segs, _onsets(segs, power_db[v], rate, own, struck))):
             times = (np.arange(a, b) - onset) / rate
             level, timbre, decay = _fit_note(log_amp[v, a:b], times, basis, floor)
