@@ -172,7 +172,7 @@ def _partials_power_db(spectra: np.ndarray, f0_hz: float, other_hz, bin_hz: floa
     if k.size == 0:
         return None
     freq = k * f0_hz
-    other = np.unique(np.round(np.atleast_1d(np.asarray(other_hz, np.float64)), 1))
+    other = np.unique(np.atleast_1d(np.asarray(other_hz, np.float64)))
     own = np.ones(k.size, bool)
     for f in other[other > 0]:
         own &= np.abs(freq - np.round(freq / f) * f) > OWN_EXCLUDE_BINS * bin_hz
