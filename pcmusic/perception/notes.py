@@ -184,10 +184,10 @@ def _partials_power_db(spectra: np.ndarray, f0_hz: float, other_hz, bin_hz: floa
     return 10 * np.log10(np.maximum(power, 1e-20))
 
 
-def _spectra(audio: np.ndarray, n_frames: int, hop: int) -> np.ndarray:
-    """float64 `[n_frames, OWN_FFT_HOPS * hop / 2 + 1]`: Hann-windowed power spectra of
-    `audio` centred on samples n * hop (`pcmusic.dsp.spectral.stft`)."""
-    spectrum = spectral.stft(audio, n_fft=OWN_FFT_HOPS * hop, hop=hop)[:n_frames]
+def _spectra(audio: np.ndarray, n_frames: int, hop: int, *, n_hops: int) -> np.ndarray:
+    """float64 `[n_frames, n_hops * hop / 2 + 1]`: power spectra of `audio` in Hann windows
+    of n_hops hops centred on samples n * hop (`pcmusic.dsp.spectral.stft`)."""
+    spectrum = spectral.stft(audio, n_fft=n_hops * hop, hop=hop)[:n_frames]
     return np.asarray(spectral.power(spectrum), np.float64)
 
 
@@ -212,8 +212,7 @@ def _strikes(audio: np.ndarray, f0_hz: np.ndarray, sounding: np.ndarray, *, hop:
     rise), so a strike is the voice's whose partials it renews, not every voice's."""
     n_voices, n_frames = f0_hz.shape
     rate = sample_rate / hop
-    spectrum = spectral.stft(audio, n_fft=STRIKE_FFT_HOPS * hop, hop=hop)[:n_frames]
-    power = np.asarray(spectral.power(spectrum), np.float64)
+    power = _spectra(audio, n_frames, hop, n_hops=STRIKE_FFT_HOPS)
     level = 10 * np.log10(np.maximum(power, 1e-20))
     heard = level > level.max() - STRIKE_FLOOR_DB
     before = np.maximum(np.roll(level, 1, axis=0), np.roll(level, 2, axis=0))
@@ -326,7 +325,7 @@ def propose(controls: dict, *, cspec: controls_lib.ControlSpec, spec: notes_lib.
     notes = {k: np.array(v) for k, v in notes.items()}
     basis = notes_lib.timbre_basis(cspec.n_harmonics, spec.n_timbre)
     floor = float(np.max(log_amp)) - spec.floor_db / 20.0 * np.log(10.0)
-    spectra = None if audio is None else _spectra(audio, n_frames, cspec.hop)
+    spectra = None if audio is None else _spectra(audio, n_frames, cspec.hop, n_hops=OWN_FFT_HOPS)
     strikes, flux = (None, None) if audio is None else _strikes(
         audio, 2.0 ** f0, voiced, hop=cspec.hop, sample_rate=cspec.sample_rate)
     bin_hz = cspec.sample_rate / (OWN_FFT_HOPS * cspec.hop)
