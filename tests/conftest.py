@@ -10,10 +10,13 @@ skip where either is missing, except under CI (the environment variable CI set, 
 services do), where a missing one fails them: CI installs both (.ci/run), so a skip
 there would only hide a broken install.
 """
+import atexit
 import gc
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +24,18 @@ import pytest
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# One persistent compilation cache for this session's processes (the xdist workers and
+# the subprocesses of the CLI tests inherit it): a program compiled by one test module
+# is loaded, not compiled again, by every later module that builds the same one, in
+# either worker, after `_release_compiled_programs` dropped it from memory. Not shared
+# with other sessions, whose programs were compiled from other code.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="pcmusic-test-jax-cache-")
+    atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
 import jax  # noqa: E402
+
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
 
 # The tests assert float32 mathematics (energies that never rise, replayed probes equal
 # to the record to 1e-5, vmapped runs equal to single ones). On NVIDIA GPUs JAX's default
@@ -65,6 +78,21 @@ def pytest_runtest_call(item):
     if missing and under_ci():
         pytest.fail(f"CI is set but {missing}: CI must install them (.ci/run); "
                     "this test would otherwise skip silently", pytrace=False)
+
+
+# The longest test files (minutes each: training runs, experiment smoke runs, the CLI end
+# to end) run first, in this order, the rest after them as collected: with `-n 2 --dist
+# loadfile` (and `--no-loadscope-reorder`, pyproject.toml) a worker then ends on short
+# files instead of the other waiting while it runs a long one.
+LONGEST_FIRST = ("test_train.py", "test_cli.py", "test_notes.py", "test_experiment_tuning_copy.py",
+                 "test_model.py", "test_demo.py", "test_perceive_tool.py", "test_freqfit.py",
+                 "test_listening.py", "test_perceive.py", "test_flax_maps.py", "test_probe.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Order the test files longest first (LONGEST_FIRST); tests within a file keep theirs."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
 # Runs in a new interpreter: the suite's JAX settings (this file), then `module.function()`,

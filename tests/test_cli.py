@@ -14,7 +14,7 @@ import pytest
 
 from pcmusic import cli, demo
 from pcmusic.dsp import audio
-from tests.test_train import ROOT, TINY, tiny_run  # noqa: F401  (session fixture, compile cache)
+from tests.test_train import ROOT, TINY, tiny_run  # noqa: F401  (session fixture)
 
 SR = 16000
 

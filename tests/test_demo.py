@@ -10,7 +10,7 @@ from pcmusic.data import fluid
 from pcmusic.dsp import audio
 from pcmusic.training import checkpoint
 from pcmusic.errors import PcmusicError
-from tests.test_train import energies  # noqa: F401  (also sets up the compile cache)
+from tests.test_train import energies
 
 
 def test_demo_trains_perceives_generates_and_reuses_only_its_own_workdir(tmp_path, capsys):

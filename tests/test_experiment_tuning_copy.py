@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import tests.test_train  # noqa: F401  (the shared compile cache)
 from tests.experiment_scripts import load_script
 
 

@@ -1,16 +1,15 @@
 """Training: exact resumption after SIGKILL, 1 vs 8 devices, logs, configs, checkpoints.
 
 Every run here uses configs/tiny.toml's model (the demo's), so one compiled step
-serves them all; JAX's persistent compilation cache carries it into the subprocesses.
+serves them all; the suite's persistent compilation cache (conftest) carries it into the
+subprocesses.
 """
-import atexit
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import jax
@@ -27,12 +26,6 @@ from pcmusic.errors import CheckpointError, ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "configs" / "tiny.toml"
-# Shared by this session's processes (a compiled step is ~20 s), not with other sessions,
-# whose programs were compiled from other code.
-if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="pcmusic-test-jax-cache-")
-    atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
-train.enable_compilation_cache(os.environ["JAX_COMPILATION_CACHE_DIR"])
 
 
 def tiny_config(*overrides):
