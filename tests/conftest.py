@@ -33,9 +33,7 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="pcmusic-test-jax-cache-")
     atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
-import jax  # noqa: E402
-
-jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+import jax  # noqa: E402   (reads JAX_COMPILATION_CACHE_DIR: the cache is on)
 
 # The tests assert float32 mathematics (energies that never rise, replayed probes equal
 # to the record to 1e-5, vmapped runs equal to single ones). On NVIDIA GPUs JAX's default
