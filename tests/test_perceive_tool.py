@@ -123,7 +123,10 @@ def test_folder_runs_resume_and_skip_what_exists(tmp_path, capsys):
     audio.save(src / "a.wav", melody(0.3)[0], SR)
     audio.save(src / "sub" / "b.wav", melody(0.3, (330.0,), 44100)[0], 44100)
     out = tmp_path / "out"
-    argv = ["perceive", str(src), "--out", str(out), "--format", "csv,npz", "--steps", "5", "--quiet"]
+    # --batch 2: files go in batches of 2 and 1 (two compiled programs; the default 4
+    # would make a third, for 3 files, that tests nothing more)
+    argv = ["perceive", str(src), "--out", str(out), "--format", "csv,npz", "--steps", "5", "--quiet",
+            "--batch", "2"]
     assert cli.main(argv) == 0
     made = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert made == ["a.csv", "a.npz", "sub/b.csv", "sub/b.npz"]
